@@ -1,0 +1,68 @@
+"""autokd: find a small, fast student model and train it by knowledge distillation.
+
+The core holds the plugin contract, the config, the search loop and the result store.
+Backends (``autokd-torch``, ``autokd-tensorflow``), advisors (``autokd-optuna``,
+``autokd-nevergrad``) and evaluators (``autokd-latency``) are separate plugins,
+discovered through the ``autokd`` entry-point group on first use.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from ._trial import record_extra
+from .advisor import Advisor, GridAdvisor, Objective, RandomAdvisor, SearchExhausted
+from .autodistillation import AutoDistillation
+from .backend import Backend, SearchFunctions
+from .config import (
+    AutoDistillationConfig,
+    Config,
+    Constraint,
+    DistillationStagesConfig,
+    LayerMapping,
+    SearchConfig,
+    Stage,
+    load_config,
+)
+from .errors import AutoKDError, ConfigError, PluginError, UnknownNameError
+from .evaluation import EvalContext, known_direction
+from .hookspecs import hookimpl, hookspec
+from .plugins import registry
+from .results import ResultStore, TrialRecord, pareto_front, select_best
+from .space import SearchSpace, SearchSpaceError
+
+__all__ = [
+    "Advisor",
+    "AutoDistillation",
+    "AutoDistillationConfig",
+    "AutoKDError",
+    "Backend",
+    "Config",
+    "ConfigError",
+    "Constraint",
+    "DistillationStagesConfig",
+    "EvalContext",
+    "GridAdvisor",
+    "LayerMapping",
+    "Objective",
+    "PluginError",
+    "RandomAdvisor",
+    "ResultStore",
+    "SearchConfig",
+    "SearchExhausted",
+    "SearchFunctions",
+    "SearchSpace",
+    "SearchSpaceError",
+    "Stage",
+    "TrialRecord",
+    "UnknownNameError",
+    "__version__",
+    "hookimpl",
+    "hookspec",
+    "known_direction",
+    "load_config",
+    "pareto_front",
+    "record_extra",
+    "registry",
+    "select_best",
+]

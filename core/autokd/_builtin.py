@@ -1,0 +1,13 @@
+"""The core's own plugin: the ``random`` and ``grid`` advisors, registered through the
+same hooks as every third-party plugin."""
+
+from __future__ import annotations
+
+from .advisor import GridAdvisor, RandomAdvisor
+from .hookspecs import hookimpl
+
+
+@hookimpl
+def register_advisors(register):
+    register("random", RandomAdvisor, aliases=("random_search",))
+    register("grid", GridAdvisor, aliases=("grid_search",))

@@ -1,0 +1,953 @@
+"""Configuration: frozen attrs classes, structured with cattrs, validated all at once.
+
+Every layout of the AutoDistillation design is accepted:
+
+- the YAML file with ``model``, ``auto_distillation`` (``search``,
+  ``flash_distillation``, ``regular_distillation``), ``train`` and ``evaluation``;
+- the single-run YAML file with ``distillation.train.optimizer`` and
+  ``distillation.train.criterion``;
+- the Python dict of ``Trainer.autodistillation_config`` (``search`` and
+  ``flash_distillation.knowledge_transfer`` / ``flash_distillation.regular_distillation``);
+- config objects (:class:`Config`, :class:`AutoDistillationConfig`, or anything with a
+  ``to_autokd_config()`` method).
+
+:func:`load_config` reports every problem of a document at once, each with its path
+(``auto_distillation.search.higher_is_better: 2 values for 3 metrics``).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+from .advisor import Objective
+from .errors import ConfigError
+from .space import SearchSpace, SearchSpaceError
+
+__all__ = [
+    "Config",
+    "ModelConfig",
+    "SearchConfig",
+    "DistillationStagesConfig",
+    "AutoDistillationConfig",
+    "TrainConfig",
+    "TeacherCacheConfig",
+    "DistillationConfig",
+    "EvaluationConfig",
+    "DataConfig",
+    "LayerMapping",
+    "Stage",
+    "Constraint",
+    "load_config",
+]
+
+FRAMEWORKS = ("pytorch", "tensorflow")
+
+
+# --------------------------------------------------------------------------------------
+# Normalised pieces used by the backends
+# --------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class LayerMapping:
+    """One feature pair of intermediate-layer distillation.
+
+    ``student_layer`` / ``teacher_layer`` are dotted module names (``''`` is the model);
+    the ``*_process`` fields pick a part of that module's output: ``''`` (all of it), a
+    tuple index (``'1'``) or a dict / ``ModelOutput`` key (``'logits'``).
+    """
+
+    student_layer: str
+    student_process: str
+    teacher_layer: str
+    teacher_process: str
+
+    @classmethod
+    def parse(cls, item: Any) -> LayerMapping:
+        if isinstance(item, LayerMapping):
+            return item
+        if isinstance(item, str | bytes) or not isinstance(item, Sequence):
+            raise ValueError(
+                f"a layer mapping is a list of 2 or 4 items (student_layer, [student_process,] "
+                f"teacher_layer[, teacher_process]), got {item!r}"
+            )
+        parts = list(item)
+        if len(parts) == 2:
+            parts = [parts[0], "", parts[1], ""]
+        if len(parts) != 4:
+            raise ValueError(
+                f"a layer mapping has 2 items (student_layer, teacher_layer) or 4 "
+                f"(student_layer, student_process, teacher_layer, teacher_process), got {len(parts)}: {item!r}"
+            )
+        for i in (0, 2):
+            if not isinstance(parts[i], str):
+                raise ValueError(f"layer names must be strings, got {parts[i]!r} in {item!r}")
+        for i in (1, 3):
+            if parts[i] is None:
+                parts[i] = ""
+            elif isinstance(parts[i], int) and not isinstance(parts[i], bool):
+                parts[i] = str(parts[i])
+            elif not (isinstance(parts[i], str) or callable(parts[i])):
+                raise ValueError(f"an output process is an index ('1'), a key or '', got {parts[i]!r} in {item!r}")
+        return cls(*parts)
+
+
+@attrs.frozen
+class Stage:
+    """One distillation stage, normalised from any config layout.
+
+    A stage with ``layer_mappings`` uses intermediate-layer distillation (one loss type
+    and weight per mapping); a stage without uses output distillation
+    (``KnowledgeDistillationLoss``: ``loss_types`` = [student-vs-targets,
+    student-vs-teacher] and their weights).
+    """
+
+    block_name: str | None
+    layer_mappings: tuple[LayerMapping, ...]
+    loss_types: tuple[str, ...]
+    loss_weights: tuple[float, ...]
+    add_origin_loss: bool
+    train_steps: int
+    temperature: float = 1.0
+
+
+@attrs.frozen
+class Constraint:
+    """``metric <op> bound``, e.g. ``latency <= 5``."""
+
+    metric: str
+    op: str
+    bound: float
+
+    _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
+    _PATTERN = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(<=|>=|==|<|>)\s*([-+]?[0-9.]+(?:[eE][-+]?\d+)?)\s*$")
+
+    @classmethod
+    def parse(cls, text: str) -> Constraint:
+        match = cls._PATTERN.match(text) if isinstance(text, str) else None
+        if not match:
+            raise ValueError(f"{text!r} is not a constraint like 'latency <= 5' (metric, <=|<|>=|>|==, number)")
+        return cls(match[1], match[2], float(match[3]))
+
+    def holds(self, metrics: Mapping[str, Any]) -> bool:
+        value = metrics.get(self.metric)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            return False
+        return self._OPS[self.op](value, self.bound)
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.bound:g}"
+
+
+# --------------------------------------------------------------------------------------
+# Document sections
+# --------------------------------------------------------------------------------------
+
+
+def _dict_field():
+    return attrs.field(factory=dict)
+
+
+@attrs.frozen
+class ModelConfig:
+    """``model``: what is compressed, and how students are built.
+
+    :ivar builder: a registered model builder (``transformers``) or an import string
+        ``"package.module:function"`` of the user's own builder.
+    :ivar builder_options: keyword arguments of the builder (e.g. ``base_config``,
+        ``model_cls``, ``init_from_teacher``).
+    :ivar teacher: an import string of a function returning the teacher model, or a
+        path the backend loads with ``from_pretrained``.
+    """
+
+    name: str | None = None
+    framework: str = "pytorch"
+    builder: str | None = None
+    builder_options: dict = _dict_field()
+    teacher: str | None = None
+
+
+@attrs.frozen
+class SearchConfig:
+    """``auto_distillation.search``."""
+
+    search_space: dict[str, list]
+    search_algorithm: str = "BO"
+    metrics: list[str] = attrs.field(factory=lambda: ["eval_loss"])
+    higher_is_better: list[bool] | None = None
+    max_trials: int = 10
+    seed: int | None = None
+    advisor_options: dict = _dict_field()
+    constraints: list[str] = attrs.field(factory=list)
+    storage: str | None = None
+    study_name: str | None = None
+
+    @property
+    def space(self) -> SearchSpace:
+        return SearchSpace(self.search_space)
+
+    def objectives(self) -> list[Objective]:
+        """The objectives in metric order, with directions from ``higher_is_better`` or
+        the metrics' known directions."""
+        from .evaluation import known_direction
+
+        if self.higher_is_better is not None:
+            return [Objective(m, bool(h)) for m, h in zip(self.metrics, self.higher_is_better, strict=True)]
+        return [Objective(m, bool(known_direction(m))) for m in self.metrics]
+
+    def parsed_constraints(self) -> list[Constraint]:
+        return [Constraint.parse(c) for c in self.constraints]
+
+
+@attrs.frozen
+class DistillationStagesConfig:
+    """``flash_distillation`` or ``regular_distillation``: one or more stages.
+
+    Per-stage fields are lists with one entry per stage (per ``block_names`` entry in
+    flash distillation); a single value applies to every stage.
+    """
+
+    block_names: list[str] | None = None
+    layer_mappings_for_knowledge_transfer: list | None = None
+    loss_types: list | None = None
+    loss_weights: list | None = None
+    add_origin_loss: bool | list[bool] | None = None
+    train_steps: int | list[int] | None = None
+    temperature: float | list[float] = 1.0
+
+
+@attrs.frozen
+class AutoDistillationConfig:
+    """``auto_distillation``: the search and the distillation of each candidate."""
+
+    search: SearchConfig
+    flash_distillation: DistillationStagesConfig | None = None
+    regular_distillation: DistillationStagesConfig | None = None
+
+    def flash_stages(self) -> list[Stage]:
+        return _stages(self.flash_distillation, "flash_distillation", [])
+
+    def regular_stages(self) -> list[Stage]:
+        return _stages(self.regular_distillation, "regular_distillation", [])
+
+
+@attrs.frozen
+class TeacherCacheConfig:
+    """``train.teacher_cache``: reuse the frozen teacher's outputs across steps and
+    trials (backends that support it)."""
+
+    enabled: bool = True
+    dtype: str = "float32"
+    memory_budget_mb: float = 2048.0
+    directory: str | None = None
+    prefill: bool = False
+
+
+@attrs.frozen
+class TrainConfig:
+    """``train`` (and ``distillation.train``): how the built-in train function trains.
+
+    :ivar function: import string of a user train function (``model -> model``).
+    :ivar optimizer: ``{name: {arguments}}``, e.g. ``{'SGD': {'learning_rate': 0.001}}``.
+    :ivar criterion: ``{criterion name: {arguments}}`` (single distillation runs).
+    """
+
+    function: str | None = None
+    optimizer: dict = attrs.field(factory=lambda: {"AdamW": {"learning_rate": 1e-4}})
+    criterion: dict | None = None
+    batch_size: int = 32
+    train_steps: int | None = None
+    epochs: int | None = None
+    teacher_cache: TeacherCacheConfig = attrs.field(factory=TeacherCacheConfig)
+
+
+@attrs.frozen
+class DistillationConfig:
+    """``distillation``: a single distillation run (``autokd_torch.Distillation``)."""
+
+    train: TrainConfig = attrs.field(factory=TrainConfig)
+
+
+@attrs.frozen
+class EvaluationConfig:
+    """``evaluation``: the eval function, and options per metric.
+
+    Keys other than ``function``, ``batch_size`` and ``record`` are metric names whose
+    value is that metric's options, passed to its evaluator
+    (``evaluation.latency: {batch_size: 1, seq_len: 128}``).
+
+    :ivar record: metrics to compute and record in every trial without optimising them
+        (e.g. ``['params']``).
+    """
+
+    function: str | None = None
+    batch_size: int | None = None
+    record: list[str] = attrs.field(factory=list)
+    metric_options: dict[str, dict] = _dict_field()
+
+    def options_for(self, metric: str) -> dict:
+        return dict(self.metric_options.get(metric, {}))
+
+
+@attrs.frozen
+class DataConfig:
+    """``data``: import strings of functions returning the train and eval datasets,
+    used by ``autokd run`` with a backend's built-in functions."""
+
+    train: str | None = None
+    eval: str | None = None
+    options: dict = _dict_field()
+
+
+@attrs.frozen
+class Config:
+    """A whole autokd document."""
+
+    model: ModelConfig = attrs.field(factory=ModelConfig)
+    auto_distillation: AutoDistillationConfig | None = None
+    distillation: DistillationConfig | None = None
+    train: TrainConfig = attrs.field(factory=TrainConfig)
+    evaluation: EvaluationConfig = attrs.field(factory=EvaluationConfig)
+    data: DataConfig = attrs.field(factory=DataConfig)
+    source: str | None = attrs.field(default=None, eq=False)
+
+    @property
+    def search(self) -> SearchConfig:
+        if self.auto_distillation is None:
+            raise ConfigError("auto_distillation.search: missing: the config has no search section", self.source)
+        return self.auto_distillation.search
+
+
+# --------------------------------------------------------------------------------------
+# Structuring
+# --------------------------------------------------------------------------------------
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _hint(value: Any) -> str:
+    if isinstance(value, str) and value.rstrip().endswith(","):
+        return " (a trailing comma? YAML reads '1.0,' as a string)"
+    return ""
+
+
+def _structure_int(value, _type):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {_type_name(value)} {value!r}{_hint(value)}")
+    return value
+
+
+def _structure_float(value, _type):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {_type_name(value)} {value!r}{_hint(value)}")
+    return float(value)
+
+
+def _structure_bool(value, _type):
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {_type_name(value)} {value!r}{_hint(value)}")
+    return value
+
+
+def _structure_str(value, _type):
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {_type_name(value)} {value!r}")
+    return value
+
+
+def _structure_list(value, _type):
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise TypeError(f"expected a list, got {_type_name(value)} {value!r}{_hint(value)}")
+    return list(value)
+
+
+def _structure_dict(value, _type):
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a mapping, got {_type_name(value)} {value!r}")
+    return dict(value)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(list, _structure_list)
+    conv.register_structure_hook(dict, _structure_dict)
+
+    def int_or_list(value, _type):
+        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+            return _structure_int(value, int)
+        errors = []
+        out = []
+        for i, v in enumerate(value):
+            try:
+                out.append(_structure_int(v, int))
+            except TypeError as exc:
+                exc.add_note(IterableValidationNoteCompat(f"index {i}", i))
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError("bad list", errors, list)
+        return out
+
+    def float_or_list(value, _type):
+        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+            return _structure_float(value, float)
+        return [_structure_float(v, float) for v in value]
+
+    def bool_or_list(value, _type):
+        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+            return _structure_bool(value, bool)
+        return [_structure_bool(v, bool) for v in value]
+
+    def optional(fn):
+        return lambda value, _type: None if value is None else fn(value, _type)
+
+    conv.register_structure_hook(int | list[int], int_or_list)
+    conv.register_structure_hook(float | list[float], float_or_list)
+    conv.register_structure_hook(bool | list[bool], bool_or_list)
+    conv.register_structure_hook(int | list[int] | None, optional(int_or_list))
+    conv.register_structure_hook(bool | list[bool] | None, optional(bool_or_list))
+
+    def evaluation(value, _type):
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a mapping, got {_type_name(value)} {value!r}")
+        fixed = {k: value[k] for k in ("function", "batch_size", "record") if k in value}
+        errors = []
+        options = {}
+        for key, opts in value.items():
+            if key in fixed:
+                continue
+            if opts is None:
+                opts = {}
+            if not isinstance(opts, Mapping):
+                exc = TypeError(
+                    f"expected the options of metric {key!r} as a mapping (e.g. {key}: {{batch_size: 1}}), "
+                    f"got {_type_name(opts)} {opts!r}"
+                )
+                exc.add_note(IterableValidationNoteCompat(f"key {key}", key))
+                errors.append(exc)
+                continue
+            options[str(key)] = dict(opts)
+        base = conv.structure(fixed, _EvaluationFixed)
+        if errors:
+            raise IterableValidationError("bad evaluation", errors, EvaluationConfig)
+        return EvaluationConfig(base.function, base.batch_size, base.record, options)
+
+    conv.register_structure_hook(EvaluationConfig, evaluation)
+    return conv
+
+
+@attrs.frozen
+class _EvaluationFixed:
+    function: str | None = None
+    batch_size: int | None = None
+    record: list[str] = attrs.field(factory=list)
+
+
+class IterableValidationNoteCompat(str):
+    """A path note for errors raised by our own hooks (same shape as cattrs' notes)."""
+
+    def __new__(cls, text: str, index):
+        obj = str.__new__(cls, text)
+        obj.index = index
+        return obj
+
+
+_converter = _make_converter()
+
+
+def _flatten_errors(exc: BaseException, path: str) -> list[str]:
+    """cattrs' exception group as ``path: message`` lines."""
+    if isinstance(exc, ForbiddenExtraKeysError):
+        allowed = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
+        return [
+            f"{_join(path, key)}: unknown key" + (f" (known keys here: {', '.join(allowed)})" if allowed else "")
+            for key in sorted(exc.extra_fields)
+        ]
+    if isinstance(exc, BaseExceptionGroup):
+        lines = []
+        for sub in exc.exceptions:
+            sub_path = path
+            for note in getattr(sub, "__notes__", []):
+                if hasattr(note, "name"):  # AttributeValidationNote
+                    sub_path = _join(path, note.name)
+                elif hasattr(note, "index"):  # IterableValidationNote
+                    sub_path = f"{path}[{note.index}]" if isinstance(note.index, int) else _join(path, note.index)
+            lines.extend(_flatten_errors(sub, sub_path))
+        return lines
+    if isinstance(exc, KeyError):
+        return [f"{path}: required but missing"]
+    message = str(exc)
+    if isinstance(exc, TypeError | ValueError) and message.startswith(("expected", "a layer", "unknown")):
+        return [f"{path}: {message}"]
+    return [f"{path}: {type(exc).__name__}: {message}"]
+
+
+def _join(path: str, name: Any) -> str:
+    return f"{path}.{name}" if path else str(name)
+
+
+def _structure(value: Any, cls: type, path: str, problems: list[str]):
+    try:
+        return _converter.structure(value, cls)
+    except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError) as exc:
+        problems.extend(_flatten_errors(exc, path))
+    except (TypeError, ValueError) as exc:
+        problems.extend(_flatten_errors(exc, path))
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Semantic checks
+# --------------------------------------------------------------------------------------
+
+
+def _is_mapping_item(item: Any) -> bool:
+    """A single layer mapping: a list/tuple of names and processes (no nested lists)."""
+    return (
+        isinstance(item, Sequence)
+        and not isinstance(item, str | bytes)
+        and len(item) > 0
+        and all(isinstance(x, str | int) or x is None or callable(x) for x in item)
+        and isinstance(item[0], str)
+    )
+
+
+def _is_flat(values: Any) -> bool:
+    return isinstance(values, Sequence) and not isinstance(values, str) and all(
+        not isinstance(v, list | tuple) for v in values
+    )
+
+
+def _per_stage(value: Any, n: int, path: str, problems: list[str], what: str) -> list:
+    """Broadcast a scalar to ``n`` stages, or check a list has ``n`` entries."""
+    if isinstance(value, list | tuple):
+        if len(value) != n:
+            problems.append(f"{path}: {len(value)} values for {n} {what}")
+            return [value[0] if value else None] * n
+        return list(value)
+    return [value] * n
+
+
+def _stages(cfg: DistillationStagesConfig | None, path: str, problems: list[str]) -> list[Stage]:
+    """Normalise a flash or regular distillation section into stages."""
+    if cfg is None:
+        return []
+    regular = path.endswith("regular_distillation")
+    default_steps = 500
+
+    groups: list[list] | None = None
+    raw_maps = cfg.layer_mappings_for_knowledge_transfer
+    if raw_maps is not None:
+        if len(raw_maps) == 0:
+            problems.append(f"{path}.layer_mappings_for_knowledge_transfer: empty list")
+            raw_maps = None
+        elif _is_mapping_item(raw_maps[0]):
+            groups = [list(raw_maps)]
+        else:
+            groups = [list(g) if isinstance(g, list | tuple) else g for g in raw_maps]
+
+    if cfg.block_names is not None:
+        n = len(cfg.block_names)
+        if n == 0:
+            problems.append(f"{path}.block_names: empty list")
+            return []
+        block_names: list[str | None] = list(cfg.block_names)
+        what = "block_names"
+    else:
+        if groups is not None:
+            n = len(groups)
+            what = "mapping groups"
+        elif isinstance(cfg.train_steps, list):
+            n = max(len(cfg.train_steps), 1)
+            what = "stages"
+        else:
+            n = 1
+            what = "stages"
+        block_names = [None] * n
+
+    parsed_groups: list[tuple[LayerMapping, ...]] = [()] * n
+    if groups is not None:
+        if len(groups) != n:
+            problems.append(
+                f"{path}.layer_mappings_for_knowledge_transfer: {len(groups)} mapping groups for {n} {what}"
+            )
+        else:
+            parsed_groups = []
+            for i, group in enumerate(groups):
+                if not isinstance(group, list) or not group:
+                    problems.append(
+                        f"{path}.layer_mappings_for_knowledge_transfer[{i}]: expected a non-empty list of mappings"
+                    )
+                    parsed_groups.append(())
+                    continue
+                maps = []
+                for j, item in enumerate(group):
+                    try:
+                        maps.append(LayerMapping.parse(item))
+                    except ValueError as exc:
+                        problems.append(f"{path}.layer_mappings_for_knowledge_transfer[{i}][{j}]: {exc}")
+                parsed_groups.append(tuple(maps))
+
+    def per_stage_lists(values, field, default_for):
+        """loss_types / loss_weights: a list per stage, or one flat list for all."""
+        fpath = f"{path}.{field}"
+        if values is None:
+            return [default_for(i) for i in range(n)]
+        if not isinstance(values, list | tuple):
+            problems.append(f"{fpath}: expected a list, got {_type_name(values)} {values!r}{_hint(values)}")
+            return [default_for(i) for i in range(n)]
+        if _is_flat(values):
+            if n == 1 or groups is None:
+                return [list(values)] * n
+            problems.append(f"{fpath}: expected one list per stage ({n} {what}), got a flat list {list(values)!r}")
+            return [default_for(i) for i in range(n)]
+        if len(values) != n:
+            problems.append(f"{fpath}: {len(values)} lists for {n} {what}")
+            return [default_for(i) for i in range(n)]
+        return [list(v) if isinstance(v, list | tuple) else [v] for v in values]
+
+    def default_types(i):
+        return ["MSE"] * len(parsed_groups[i]) if groups is not None else ["CE", "CE"]
+
+    loss_types = per_stage_lists(cfg.loss_types, "loss_types", default_types)
+
+    def default_weights(i):
+        k = len(loss_types[i]) or 1
+        return [1.0 / k] * len(loss_types[i])
+
+    loss_weights = per_stage_lists(cfg.loss_weights, "loss_weights", default_weights)
+
+    for i in range(n):
+        sp = f"[{i}]" if n > 1 or not _is_flat(cfg.loss_types or []) else ""
+        for t in loss_types[i]:
+            if not isinstance(t, str):
+                problems.append(f"{path}.loss_types{sp}: loss type names are strings, got {t!r}")
+        for w in loss_weights[i]:
+            if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w):
+                problems.append(f"{path}.loss_weights{sp}: weights are numbers, got {w!r}{_hint(w)}")
+        if groups is not None and parsed_groups[i]:
+            if len(loss_types[i]) != len(parsed_groups[i]):
+                problems.append(
+                    f"{path}.loss_types{sp}: {len(loss_types[i])} loss types for {len(parsed_groups[i])} layer mappings"
+                )
+        elif groups is None and len(loss_types[i]) != 2:
+            problems.append(
+                f"{path}.loss_types{sp}: output distillation takes 2 loss types "
+                f"[student-vs-targets, student-vs-teacher], got {len(loss_types[i])}"
+            )
+        if len(loss_weights[i]) != len(loss_types[i]):
+            problems.append(f"{path}.loss_weights{sp}: {len(loss_weights[i])} weights for {len(loss_types[i])} loss types")
+
+    add_origin = _per_stage(
+        cfg.add_origin_loss if cfg.add_origin_loss is not None else regular, n, f"{path}.add_origin_loss", problems, what
+    )
+    steps = _per_stage(cfg.train_steps if cfg.train_steps is not None else default_steps, n, f"{path}.train_steps", problems, what)
+    for i, s in enumerate(steps):
+        if isinstance(s, int) and s <= 0:
+            where = f"[{i}]" if isinstance(cfg.train_steps, list) else ""
+            problems.append(f"{path}.train_steps{where}: must be a positive number of steps, got {s}")
+    temps = _per_stage(cfg.temperature, n, f"{path}.temperature", problems, what)
+    for t in temps:
+        if isinstance(t, int | float) and t <= 0:
+            problems.append(f"{path}.temperature: must be positive, got {t}")
+            break
+    for i, b in enumerate(block_names):
+        if b is not None and not isinstance(b, str):
+            problems.append(f"{path}.block_names[{i}]: expected a module name, got {b!r}")
+
+    return [
+        Stage(
+            block_names[i],
+            parsed_groups[i],
+            tuple(loss_types[i]),
+            tuple(float(w) for w in loss_weights[i] if isinstance(w, int | float)),
+            bool(add_origin[i]),
+            int(steps[i]) if isinstance(steps[i], int) else default_steps,
+            float(temps[i]) if isinstance(temps[i], int | float) else 1.0,
+        )
+        for i in range(n)
+    ]
+
+
+def _check_search(search: SearchConfig, path: str, problems: list[str]) -> None:
+    try:
+        SearchSpace(search.search_space)
+    except SearchSpaceError as exc:
+        for part in str(exc).split("; "):
+            problems.append(f"{path}.search_space.{part}" if ":" in part else f"{path}.search_space: {part}")
+    if search.max_trials <= 0:
+        problems.append(f"{path}.max_trials: must be a positive number of trials, got {search.max_trials}")
+    if not search.metrics:
+        problems.append(f"{path}.metrics: empty list: name at least one metric to optimise")
+    if search.higher_is_better is not None:
+        if len(search.higher_is_better) != len(search.metrics):
+            problems.append(
+                f"{path}.higher_is_better: {len(search.higher_is_better)} values for {len(search.metrics)} metrics"
+            )
+    else:
+        from .evaluation import known_direction
+
+        unknown = [m for m in search.metrics if known_direction(m) is None]
+        if unknown:
+            problems.append(
+                f"{path}.higher_is_better: missing, and the direction of {', '.join(map(repr, unknown))} is not "
+                f"known: give one true/false per metric, e.g. higher_is_better: "
+                f"[{', '.join('true' for _ in search.metrics)}]"
+            )
+    for i, text in enumerate(search.constraints):
+        try:
+            Constraint.parse(text)
+        except ValueError as exc:
+            problems.append(f"{path}.constraints[{i}]: {exc}")
+    if not search.search_algorithm:
+        problems.append(f"{path}.search_algorithm: empty: name an advisor such as 'BO' or 'random'")
+
+
+def _check_import_string(value: str | None, path: str, problems: list[str]) -> None:
+    if value is not None and ":" not in value:
+        problems.append(f"{path}: {value!r} is not an import string like 'package.module:function'")
+
+
+def _check_criterion(criterion: dict | None, path: str, problems: list[str]) -> None:
+    if criterion is None:
+        return
+    if len(criterion) != 1:
+        problems.append(
+            f"{path}: name exactly one criterion, e.g. {{KnowledgeDistillationLoss: {{temperature: 1.0}}}}, "
+            f"got {sorted(criterion)}"
+        )
+        return
+    (name, args), = criterion.items()
+    if args is None:
+        args = {}
+    if not isinstance(args, Mapping):
+        problems.append(f"{path}.{name}: expected a mapping of arguments, got {args!r}")
+        return
+    if name == "KnowledgeDistillationLoss":
+        kd = _structure(dict(args), _KDCriterionArgs, f"{path}.{name}", problems)
+        if kd is not None:
+            if len(kd.loss_types) != len(kd.loss_weights):
+                problems.append(f"{path}.{name}.loss_weights: {len(kd.loss_weights)} weights for {len(kd.loss_types)} loss types")
+            if kd.temperature <= 0:
+                problems.append(f"{path}.{name}.temperature: must be positive, got {kd.temperature}")
+    elif name == "IntermediateLayersKnowledgeDistillationLoss":
+        il = _structure(dict(args), _ILCriterionArgs, f"{path}.{name}", problems)
+        if il is not None:
+            cfg = DistillationStagesConfig(
+                layer_mappings_for_knowledge_transfer=il.layer_mappings_for_knowledge_transfer,
+                loss_types=il.loss_types,
+                loss_weights=il.loss_weights,
+                add_origin_loss=il.add_origin_loss,
+            )
+            _stages(cfg, f"{path}.{name}", problems)
+
+
+@attrs.frozen
+class _KDCriterionArgs:
+    temperature: float = 1.0
+    loss_types: list[str] = attrs.field(factory=lambda: ["CE", "CE"])
+    loss_weights: list[float] = attrs.field(factory=lambda: [0.5, 0.5])
+
+
+@attrs.frozen
+class _ILCriterionArgs:
+    layer_mappings_for_knowledge_transfer: list
+    loss_types: list | None = None
+    loss_weights: list | None = None
+    add_origin_loss: bool = False
+
+
+def _check_train(train: TrainConfig, path: str, problems: list[str]) -> None:
+    _check_import_string(train.function, f"{path}.function", problems)
+    if len(train.optimizer) != 1:
+        problems.append(f"{path}.optimizer: name exactly one optimizer, e.g. {{SGD: {{learning_rate: 0.001}}}}")
+    else:
+        (name, args), = train.optimizer.items()
+        if args is not None and not isinstance(args, Mapping):
+            problems.append(f"{path}.optimizer.{name}: expected a mapping of arguments, got {args!r}")
+        elif args:
+            lr = args.get("learning_rate", args.get("lr"))
+            if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0):
+                problems.append(f"{path}.optimizer.{name}.learning_rate: expected a positive number, got {lr!r}{_hint(lr)}")
+    if train.batch_size <= 0:
+        problems.append(f"{path}.batch_size: must be positive, got {train.batch_size}")
+    if train.train_steps is not None and train.train_steps <= 0:
+        problems.append(f"{path}.train_steps: must be positive, got {train.train_steps}")
+    if train.teacher_cache.dtype not in ("float32", "float16"):
+        problems.append(f"{path}.teacher_cache.dtype: 'float32' or 'float16', got {train.teacher_cache.dtype!r}")
+    if train.teacher_cache.memory_budget_mb < 0:
+        problems.append(f"{path}.teacher_cache.memory_budget_mb: must be >= 0")
+    _check_criterion(train.criterion, f"{path}.criterion", problems)
+
+
+# --------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------
+
+
+def _lift_seed_dict(doc: Mapping) -> dict:
+    """The ``Trainer.autodistillation_config`` dict: ``search`` and
+    ``flash_distillation.{knowledge_transfer, regular_distillation}`` at top level."""
+    section = dict(doc)
+    flash = section.get("flash_distillation")
+    if isinstance(flash, Mapping) and ("knowledge_transfer" in flash or "regular_distillation" in flash):
+        flash = dict(flash)
+        section["flash_distillation"] = flash.pop("knowledge_transfer", None)
+        if "regular_distillation" in flash:
+            if "regular_distillation" in section:
+                raise ConfigError(
+                    "regular_distillation: given both at top level and under flash_distillation; keep one"
+                )
+            section["regular_distillation"] = flash.pop("regular_distillation")
+        for key in flash:
+            section.setdefault("_unknown_flash", []).append(key)
+    return section
+
+
+def _parse_document(doc: Any, source: str | None) -> Config:
+    problems: list[str] = []
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"the document must be a mapping of sections, got {_type_name(doc)}", source)
+    doc = dict(doc)
+
+    # The seed's Python dict form is the auto_distillation section on its own.
+    ad_path = "auto_distillation"
+    if "auto_distillation" not in doc and "search" in doc:
+        doc = {"auto_distillation": doc}
+        ad_path = ""
+
+    known = {f.name for f in attrs.fields(Config)} - {"source"}
+    for key in doc:
+        if key not in known:
+            problems.append(f"{key}: unknown section (known sections: {', '.join(sorted(known))})")
+
+    def p(name: str) -> str:
+        return _join(ad_path, name) if ad_path else name
+
+    model = _structure(doc.get("model") or {}, ModelConfig, "model", problems) or ModelConfig()
+    if model.framework not in FRAMEWORKS:
+        problems.append(f"model.framework: {model.framework!r} is not one of {list(FRAMEWORKS)}")
+        model = attrs.evolve(model, framework="pytorch")
+
+    auto = None
+    if doc.get("auto_distillation") is not None:
+        raw = doc["auto_distillation"]
+        if not isinstance(raw, Mapping):
+            problems.append(f"auto_distillation: expected a mapping, got {_type_name(raw)}")
+        else:
+            try:
+                raw = _lift_seed_dict(raw)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                raw = dict(raw)
+            for key in raw.pop("_unknown_flash", []):
+                problems.append(f"{p('flash_distillation')}.{key}: unknown key (known: knowledge_transfer, regular_distillation)")
+            for key in raw:
+                if key not in ("search", "flash_distillation", "regular_distillation"):
+                    problems.append(f"{p(key)}: unknown key (known keys here: search, flash_distillation, regular_distillation)")
+            search = None
+            if raw.get("search") is None:
+                problems.append(f"{p('search')}: required but missing")
+            else:
+                search = _structure(raw["search"], SearchConfig, p("search"), problems)
+                if search is not None:
+                    _check_search(search, p("search"), problems)
+            flash_path = p("flash_distillation") + (".knowledge_transfer" if not ad_path else "")
+            flash = None
+            if raw.get("flash_distillation") is not None:
+                flash = _structure(raw["flash_distillation"], DistillationStagesConfig, flash_path, problems)
+                if flash is not None:
+                    _stages(flash, flash_path, problems)
+            regular = None
+            reg_path = p("regular_distillation") if ad_path else "flash_distillation.regular_distillation"
+            if raw.get("regular_distillation") is not None:
+                regular = _structure(raw["regular_distillation"], DistillationStagesConfig, reg_path, problems)
+                if regular is not None:
+                    _stages(regular, reg_path, problems)
+            if search is not None:
+                auto = AutoDistillationConfig(search, flash, regular)
+
+    distillation = None
+    if doc.get("distillation") is not None:
+        distillation = _structure(doc["distillation"], DistillationConfig, "distillation", problems)
+        if distillation is not None:
+            _check_train(distillation.train, "distillation.train", problems)
+
+    train = _structure(doc.get("train") or {}, TrainConfig, "train", problems) or TrainConfig()
+    if "train" in doc:
+        _check_train(train, "train", problems)
+    evaluation = _structure(doc.get("evaluation") or {}, EvaluationConfig, "evaluation", problems) or EvaluationConfig()
+    _check_import_string(evaluation.function, "evaluation.function", problems)
+    data = _structure(doc.get("data") or {}, DataConfig, "data", problems) or DataConfig()
+    _check_import_string(data.train, "data.train", problems)
+    _check_import_string(data.eval, "data.eval", problems)
+    if model.builder is not None and ":" not in model.builder and not model.builder.isidentifier():
+        problems.append(f"model.builder: {model.builder!r} is neither a registered builder name nor 'module:function'")
+
+    if problems:
+        raise ConfigError(problems, source)
+    return Config(model, auto, distillation, train, evaluation, data, source=source)
+
+
+def load_config(conf: Any, framework: str | None = None) -> Config:
+    """A :class:`Config` from a YAML path, a dict of any supported layout, or a config
+    object. Raises :class:`ConfigError` listing every problem with its path."""
+    if isinstance(conf, Config):
+        cfg = conf
+    elif isinstance(conf, AutoDistillationConfig):
+        cfg = Config(auto_distillation=conf)
+    elif hasattr(conf, "to_autokd_config"):
+        cfg = load_config(conf.to_autokd_config())
+    elif isinstance(conf, str | os.PathLike):
+        cfg = _parse_document(_read_yaml(os.fspath(conf)), os.fspath(conf))
+    elif isinstance(conf, Mapping):
+        cfg = _parse_document(conf, None)
+    else:
+        raise ConfigError(
+            f"expected a YAML file path, a dict or a config object, got {_type_name(conf)}"
+        )
+    if framework is not None and framework != cfg.model.framework:
+        if framework not in FRAMEWORKS:
+            raise ConfigError(f"framework: {framework!r} is not one of {list(FRAMEWORKS)}")
+        cfg = attrs.evolve(cfg, model=attrs.evolve(cfg.model, framework=framework))
+    return cfg
+
+
+def _read_yaml(path: str) -> Any:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"no such file: {path}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", path) from None
+    if doc is None:
+        raise ConfigError("the file is empty", path)
+    return doc
+
+
+def to_dict(config: Config) -> dict:
+    """The config as plain data (for records and ``summary.json``)."""
+    data = cattrs.Converter().unstructure(config)
+    data.pop("source", None)
+    ev = data.get("evaluation", {})
+    ev.update(ev.pop("metric_options", {}))
+    return data
