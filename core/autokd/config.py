@@ -180,7 +180,7 @@ class ModelConfig:
 class SearchConfig:
     """``auto_distillation.search``."""
 
-    search_space: dict[str, list]
+    search_space: dict
     search_algorithm: str = "BO"
     metrics: list[str] = attrs.field(factory=lambda: ["eval_loss"])
     higher_is_better: list[bool] | None = None
@@ -338,7 +338,7 @@ def _type_name(value: Any) -> str:
 
 def _hint(value: Any) -> str:
     if isinstance(value, str) and value.rstrip().endswith(","):
-        return " (a trailing comma? YAML reads '1.0,' as a string)"
+        return f" (a trailing comma? YAML reads {value.strip()} as a string)"
     return ""
 
 
@@ -501,13 +501,41 @@ def _join(path: str, name: Any) -> str:
 
 
 def _structure(value: Any, cls: type, path: str, problems: list[str]):
+    """Structure ``value`` as ``cls``, adding every problem to ``problems``.
+
+    When some fields are bad, the rest is structured again with those fields at their
+    defaults, so the semantic checks of the good fields still run and a document's
+    problems are all reported at once. Returns None when that is not possible."""
     try:
         return _converter.structure(value, cls)
-    except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError) as exc:
+    except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError, TypeError, ValueError) as exc:
         problems.extend(_flatten_errors(exc, path))
-    except (TypeError, ValueError) as exc:
-        problems.extend(_flatten_errors(exc, path))
-    return None
+        bad = _bad_fields(exc)
+    if not isinstance(value, Mapping) or not attrs.has(cls) or not bad:
+        return None
+    fields = {f.name: f for f in attrs.fields(cls)}
+    if any(name in fields and fields[name].default is attrs.NOTHING for name in bad):
+        return None
+    retry = {k: v for k, v in value.items() if k in fields and k not in bad}
+    try:
+        obj = _converter.structure(retry, cls)
+    except Exception:
+        return None
+    return attrs.evolve(obj) if obj is not None else None
+
+
+def _bad_fields(exc: BaseException) -> set[str]:
+    if isinstance(exc, ForbiddenExtraKeysError):
+        return set(exc.extra_fields)
+    names = set()
+    if isinstance(exc, ClassValidationError):
+        for sub in exc.exceptions:
+            for note in getattr(sub, "__notes__", []):
+                if hasattr(note, "name"):
+                    names.add(note.name)
+            if isinstance(sub, ForbiddenExtraKeysError):
+                names |= set(sub.extra_fields)
+    return names
 
 
 # --------------------------------------------------------------------------------------
@@ -537,7 +565,7 @@ def _per_stage(value: Any, n: int, path: str, problems: list[str], what: str) ->
     if isinstance(value, list | tuple):
         if len(value) != n:
             problems.append(f"{path}: {len(value)} values for {n} {what}")
-            return [value[0] if value else None] * n
+            return [None] * n
         return list(value)
     return [value] * n
 
@@ -799,7 +827,7 @@ def _check_train(train: TrainConfig, path: str, problems: list[str]) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _lift_seed_dict(doc: Mapping) -> dict:
+def _lift_seed_dict(doc: Mapping, problems: list[str]) -> dict:
     """The ``Trainer.autodistillation_config`` dict: ``search`` and
     ``flash_distillation.{knowledge_transfer, regular_distillation}`` at top level."""
     section = dict(doc)
@@ -809,9 +837,7 @@ def _lift_seed_dict(doc: Mapping) -> dict:
         section["flash_distillation"] = flash.pop("knowledge_transfer", None)
         if "regular_distillation" in flash:
             if "regular_distillation" in section:
-                raise ConfigError(
-                    "regular_distillation: given both at top level and under flash_distillation; keep one"
-                )
+                problems.append("regular_distillation: given both at top level and under flash_distillation; keep one")
             section["regular_distillation"] = flash.pop("regular_distillation")
         for key in flash:
             section.setdefault("_unknown_flash", []).append(key)
@@ -849,11 +875,7 @@ def _parse_document(doc: Any, source: str | None) -> Config:
         if not isinstance(raw, Mapping):
             problems.append(f"auto_distillation: expected a mapping, got {_type_name(raw)}")
         else:
-            try:
-                raw = _lift_seed_dict(raw)
-            except ConfigError as exc:
-                problems.extend(exc.problems)
-                raw = dict(raw)
+            raw = _lift_seed_dict(raw, problems)
             for key in raw.pop("_unknown_flash", []):
                 problems.append(f"{p('flash_distillation')}.{key}: unknown key (known: knowledge_transfer, regular_distillation)")
             for key in raw:

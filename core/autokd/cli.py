@@ -1,0 +1,236 @@
+"""The ``autokd`` command: ``run``, ``plugins`` and ``report``.
+
+Exit status: 0 on success, 2 for a bad config or command line (the message names each
+bad field, no traceback), 1 for any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+from .errors import AutoKDError, ConfigError, UnknownNameError
+
+__all__ = ["main", "import_string", "run_config"]
+
+log = logging.getLogger("autokd")
+
+
+def import_string(spec: str, field: str) -> Any:
+    """``"package.module:attribute"`` → the attribute; errors name the config field."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"{field}: {spec!r} is not an import string like 'package.module:function'")
+    if os.getcwd() not in sys.path:  # user modules next to the config, as `python -m` would
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{field}: cannot import module {module_name!r} ({exc})") from None
+    obj = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"{field}: module {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def run_config(
+    config_path: str,
+    output_dir: str | None = None,
+    resume: bool = False,
+    max_trials: int | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+):
+    """Run the search a YAML config describes; returns the :class:`AutoDistillation`."""
+    from .autodistillation import AutoDistillation
+    from .config import load_config
+    from .plugins import registry
+
+    config = load_config(config_path)
+    if config.auto_distillation is None:
+        raise ConfigError("auto_distillation: missing: `autokd run` needs an auto_distillation.search section", config_path)
+    search = config.search
+    try:  # an advisor that is not installed is a config problem: say so before any work
+        registry().advisors.registration(search.search_algorithm)
+    except UnknownNameError as exc:
+        raise ConfigError(f"auto_distillation.search.search_algorithm: {exc}", config_path) from None
+    if max_trials is not None or seed is not None:
+        search = attrs.evolve(
+            search,
+            max_trials=search.max_trials if max_trials is None else max_trials,
+            seed=search.seed if seed is None else seed,
+        )
+        config = attrs.evolve(config, auto_distillation=attrs.evolve(config.auto_distillation, search=search))
+    output_dir = output_dir or os.path.join("autokd-output", config.model.name or os.path.splitext(os.path.basename(config_path))[0])
+
+    user_builder = None
+    if config.model.builder and ":" in config.model.builder:
+        fn = import_string(config.model.builder, "model.builder")
+        options = dict(config.model.builder_options)
+        user_builder = (lambda arch: fn(arch, **options)) if options else fn
+    train_func = import_string(config.train.function, "train.function") if config.train.function else None
+    eval_func = import_string(config.evaluation.function, "evaluation.function") if config.evaluation.function else None
+
+    example_inputs = eval_data = None
+    if user_builder is None or train_func is None or eval_func is None:
+        framework = config.model.framework
+        try:
+            backend = registry().trainers.get(framework)
+        except UnknownNameError as exc:
+            missing = [
+                name
+                for name, given in (("model.builder", user_builder), ("train.function", train_func), ("evaluation.function", eval_func))
+                if given is None
+            ]
+            raise ConfigError(
+                f"{', '.join(missing)}: not given, so the {framework} backend's built-in functions are needed, "
+                f"but: {exc}"
+            ) from None
+        functions = backend.search_functions(
+            config, output_dir=output_dir, model_builder=user_builder, train_func=train_func, eval_func=eval_func
+        )
+        user_builder, train_func, eval_func = functions.model_builder, functions.train_func, functions.eval_func
+        example_inputs, eval_data = functions.example_inputs, functions.eval_data
+
+    agent = AutoDistillation(user_builder, config)
+    agent.train_func = train_func
+    agent.eval_func = eval_func
+    agent.example_inputs = example_inputs
+    agent.eval_data = eval_data
+    agent.show_progress = progress
+    agent.search_loop(output_dir, resume=resume)
+    return agent
+
+
+# --- report --------------------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_report(output_dir: str) -> str:
+    """The trials as a table, the Pareto front and the best arch."""
+    from .results import ResultStore
+
+    store = ResultStore(output_dir)
+    records = store.load()
+    summary = store.read_summary() or {}
+    if not records:
+        raise AutoKDError(f"{store.trials_path}: no trials recorded")
+    arch_keys = list(dict.fromkeys(k for r in records for k in r.arch))
+    metric_keys = list(dict.fromkeys(k for r in records for k in r.metrics if not isinstance(r.metrics[k], dict | list)))
+    front = {t["trial"] for t in summary.get("pareto_front", [])}
+    best = summary.get("best_trial")
+    header = ["trial", *arch_keys, *metric_keys, "status", "time_s", ""]
+    rows = []
+    for r in records:
+        mark = ("best " if r.trial == best else "") + ("front" if r.trial in front else "")
+        rows.append(
+            [str(r.trial), *(_fmt(r.arch.get(k, "")) for k in arch_keys), *(_fmt(r.metrics.get(k, "")) for k in metric_keys),
+             r.status if r.ok else f"failed: {(r.error or '')[:40]}", f"{r.duration_s:.1f}", mark.strip()]
+        )
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths).rstrip())
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    objectives = summary.get("objectives", [])
+    if objectives:
+        lines.append("")
+        lines.append("objectives: " + ", ".join(f"{o['name']} ({'higher' if o['higher_is_better'] else 'lower'} is better)" for o in objectives))
+    lines.append(f"pareto front: trials {sorted(front)}")
+    if summary.get("best_model_arch") is not None:
+        note = "" if summary.get("best_meets_constraints", True) else " (no trial meets the constraints)"
+        lines.append(f"best trial {best}: {summary['best_model_arch']}{note}")
+    return "\n".join(lines)
+
+
+def format_plugins() -> str:
+    from .plugins import registry
+
+    reg = registry()
+    lines = []
+    for info in reg.plugins:
+        dist = f"{info.distribution} {info.version}" if info.distribution else "(no distribution)"
+        lines.append(f"{info.name}: {dist}" + (f"  FAILED: {info.error}" if info.error else ""))
+        by_kind: dict[str, list[str]] = {}
+        for r in info.registrations:
+            label = r.name + (f" [{r.framework}]" if r.framework and r.kind != "trainers" else "")
+            if r.aliases:
+                label += f" (aliases: {', '.join(r.aliases)})"
+            by_kind.setdefault(r.kind, []).append(label)
+        for kind in reg.KINDS:
+            if kind in by_kind:
+                lines.append(f"  {kind}: {', '.join(by_kind[kind])}")
+    return "\n".join(lines)
+
+
+# --- entry point ---------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autokd", description="Search a small student model and distil it from a teacher.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the search a YAML config describes")
+    run.add_argument("config", help="YAML config file")
+    run.add_argument("--output-dir", help="where trials.jsonl and summary.json go (default autokd-output/<model.name>)")
+    run.add_argument("--resume", action="store_true", help="continue the search recorded in the output dir")
+    run.add_argument("--max-trials", type=int, help="override search.max_trials")
+    run.add_argument("--seed", type=int, help="override search.seed")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sub.add_parser("plugins", help="list plugins and what each registered")
+    report = sub.add_parser("report", help="show the trials, Pareto front and best arch of an output dir")
+    report.add_argument("output_dir")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "run":
+            if args.max_trials is not None and args.max_trials <= 0:
+                parser.error("--max-trials must be positive")
+            agent = run_config(args.config, args.output_dir, args.resume, args.max_trials, args.seed, not args.no_progress)
+            print(format_report(agent.output_dir))
+            print(f"results in {agent.output_dir}")
+        elif args.command == "plugins":
+            print(format_plugins())
+        elif args.command == "report":
+            print(format_report(args.output_dir))
+        return 0
+    except (ConfigError, UnknownNameError) as exc:
+        if args.verbose:
+            raise
+        print(f"autokd: error: {exc}", file=sys.stderr)
+        return 2
+    except AutoKDError as exc:
+        if args.verbose:
+            raise
+        print(f"autokd: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("autokd: interrupted; recorded trials are kept (rerun with --resume)", file=sys.stderr)
+        return 130
+
+
+def _entry() -> Callable[[], int]:  # pragma: no cover
+    return main
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
