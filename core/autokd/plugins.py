@@ -101,11 +101,23 @@ def _who(plugin: str, distribution: str | None) -> str:
     return f"plugin {plugin!r}" + (f" (distribution {distribution!r})" if distribution else "")
 
 
+# One registration of each kind, in messages ("unknown loss 'X'", not "unknown losse").
+_SINGULAR = {
+    "advisors": "advisor",
+    "model_builders": "model builder",
+    "criteria": "criterion",
+    "losses": "loss",
+    "trainers": "trainer",
+    "evaluators": "evaluator",
+}
+
+
 class Kind:
     """The registrations of one kind (advisors, losses, ...), looked up by name."""
 
     def __init__(self, kind: str):
         self.kind = kind
+        self.singular = _SINGULAR.get(kind, kind)
         self._entries: dict[tuple[str, str | None], Registration] = {}
         self._aliases: dict[str, str] = {}
 
@@ -122,7 +134,7 @@ class Kind:
             if existing is not None:
                 fw = f" for framework {reg.framework!r}" if reg.framework else ""
                 _report(
-                    f"{self.kind[:-1].replace('_', ' ')} {key!r}{fw} is registered twice: by "
+                    f"{self.singular} {key!r}{fw} is registered twice: by "
                     f"{_who(existing.plugin, existing.distribution)} and by "
                     f"{_who(reg.plugin, reg.distribution)}; keeping the first. Uninstall one "
                     f"of them or block it with AUTOKD_DISABLE_PLUGINS={reg.plugin}"
@@ -145,14 +157,14 @@ class Kind:
     def registration(self, name: str, framework: str | None = None) -> Registration:
         """The :class:`Registration` of ``name``; raises listing what is available."""
         if not isinstance(name, str):
-            raise UnknownNameError(f"{self.kind[:-1]} name must be a string, got {name!r}")
+            raise UnknownNameError(f"{self.singular} name must be a string, got {name!r}")
         found = self._find(name, framework)
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
             fws = sorted(str(r.framework) for r in found)
             raise UnknownNameError(
-                f"{self.kind[:-1].replace('_', ' ')} {name!r} is registered for several "
+                f"{self.singular} {name!r} is registered for several "
                 f"frameworks {fws}: say which one (framework='pytorch' or 'tensorflow')"
             )
         raise UnknownNameError(self._unknown_message(name, framework))
@@ -180,7 +192,7 @@ class Kind:
         return None
 
     def _unknown_message(self, name: str, framework: str | None) -> str:
-        what = self.kind[:-1].replace("_", " ")
+        what = self.singular
         fw = f" for framework {framework!r}" if framework else ""
         available = self.names(framework)
         text = f"unknown {what} {name!r}{fw}. Available: {', '.join(available) if available else 'none'}."
@@ -189,7 +201,8 @@ class Kind:
             provider = _FRAMEWORK_PROVIDERS[name]
         if provider is None and self.kind in ("criteria", "losses", "model_builders") and framework:
             provider = _FRAMEWORK_PROVIDERS.get(framework)
-        if provider is not None:
+        installed = any(r.distribution == provider for r in self._entries.values())
+        if provider is not None and not installed:
             text += f" {name} is provided by {provider}: pip install {provider}"
         return text
 
@@ -230,7 +243,7 @@ def _make_registers(info: PluginInfo, reg: Registry) -> dict[str, Callable[..., 
 
     def add(kind: str, name: Any, value: Any, framework: str | None, **meta: Any) -> None:
         if not isinstance(name, str) or not name:
-            raise PluginError(f"{who} registered a {kind[:-1]} with an invalid name {name!r}")
+            raise PluginError(f"{who} registered a {_SINGULAR[kind]} with an invalid name {name!r}")
         aliases = tuple(meta.pop("aliases", ()) or ())
         entry = Registration(kind, name, value, framework, info.name, info.distribution, meta, aliases)
         before = len(reg.kind(kind)._entries)
