@@ -1,0 +1,45 @@
+"""autokd-torch: the PyTorch backend of autokd.
+
+Distillation criteria (``KnowledgeDistillationLoss``,
+``IntermediateLayersKnowledgeDistillationLoss``), feature capture, ``Distillation`` and
+``Scheduler``, the built-in flash + regular distillation train function, the
+``transformers`` model builder, evaluators and ``Trainer.autodistillation``.
+
+Importing this package is cheap: the public names below are imported on first use, so
+the ``autokd`` plugin entry point (``autokd_torch.plugin``) does not pull in torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "KnowledgeDistillationLoss": "criteria",
+    "IntermediateLayersKnowledgeDistillationLoss": "criteria",
+    "DistillationCriterion": "criteria",
+    "FeatureCapture": "features",
+    "TeacherForward": "teacher",
+    "TeacherOutputs": "teacher",
+    "kl_divergence": "losses",
+    "soft_cross_entropy": "losses",
+    "mse": "losses",
+    "l1": "losses",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'autokd_torch' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,201 @@
+"""Batches for the built-in training and evaluation.
+
+Datasets are map-style: examples are dicts of tensors / lists (Hugging Face style:
+``input_ids``, ``attention_mask``, ``labels`` ...) collated by a data collator
+(``transformers.default_data_collator`` unless one is given), or plain tensors and
+``(inputs, labels)`` tuples (collated by ``torch.utils.data.default_collate``) for models
+that are called with positional tensors.
+
+:func:`make_dataloader` wraps the dataset so each batch carries the dataset indices of
+its examples (:class:`IndexedBatch`): the teacher's outputs are a function of the example,
+so the indices are what a teacher-output cache keys on (issue #8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import attrs
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from autokd import AutoKDError
+
+__all__ = [
+    "LABEL_KEYS",
+    "IndexedBatch",
+    "IndexedDataset",
+    "make_dataloader",
+    "split_batch",
+    "call_model",
+    "to_device",
+    "logits_of",
+    "first_batch",
+    "repeat_batches",
+]
+
+# Keys of a Hugging Face batch that hold targets: the teacher is called without them.
+LABEL_KEYS = ("labels", "label", "label_ids", "next_sentence_label", "start_positions", "end_positions")
+
+
+@attrs.frozen
+class IndexedBatch:
+    """A collated batch and the dataset indices of its examples, in batch order."""
+
+    indices: torch.Tensor
+    batch: Any
+
+
+class IndexedDataset(Dataset):
+    """``dataset[i]`` as ``(i, dataset[i])``."""
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[int, Any]:
+        return index, self.dataset[index]
+
+
+def default_collator_for(example: Any) -> Callable[[list], Any]:
+    if isinstance(example, Mapping):
+        from transformers import default_data_collator
+
+        return default_data_collator
+    return torch.utils.data.default_collate
+
+
+class _IndexedCollator:
+    def __init__(self, collate_fn: Callable[[list], Any] | None):
+        self.collate_fn = collate_fn
+
+    def __call__(self, items: list[tuple[int, Any]]) -> IndexedBatch:
+        indices = torch.tensor([i for i, _ in items], dtype=torch.long)
+        examples = [ex for _, ex in items]
+        collate = self.collate_fn or default_collator_for(examples[0])
+        return IndexedBatch(indices, collate(examples))
+
+
+def make_dataloader(
+    dataset: Any,
+    batch_size: int,
+    *,
+    collate_fn: Callable[[list], Any] | None = None,
+    shuffle: bool = True,
+    seed: int | None = None,
+) -> DataLoader:
+    """A loader of :class:`IndexedBatch` over a map-style ``dataset``; shuffling draws from
+    its own generator seeded with ``seed`` (never the global RNG)."""
+    if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
+        raise AutoKDError(
+            f"the dataset must be map-style (len() and [i]), got {type(dataset).__name__}; "
+            f"wrap an iterable in a list or pass a DataLoader instead"
+        )
+    if len(dataset) == 0:
+        raise AutoKDError("the dataset is empty")
+    generator = torch.Generator()
+    generator.manual_seed(0 if seed is None else int(seed))
+    return DataLoader(
+        IndexedDataset(dataset),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        collate_fn=_IndexedCollator(collate_fn),
+        generator=generator,
+    )
+
+
+def unwrap(item: Any) -> tuple[torch.Tensor | None, Any]:
+    """``(indices, batch)`` of what a loader yields (indices None for plain loaders)."""
+    if isinstance(item, IndexedBatch):
+        return item.indices, item.batch
+    return None, item
+
+
+def split_batch(batch: Any) -> tuple[Any, Any, Any]:
+    """``(student_inputs, teacher_inputs, targets)`` of a collated batch.
+
+    A dict batch is given whole to the student (a Hugging Face model then computes its
+    own loss from ``labels``) and without label keys to the teacher; a ``(inputs,
+    labels)`` pair gives ``inputs`` to both; a tensor is the inputs, with no targets.
+    """
+    if isinstance(batch, Mapping):
+        targets = batch.get("labels", batch.get("label"))
+        teacher_inputs = {k: v for k, v in batch.items() if k not in LABEL_KEYS}
+        return batch, teacher_inputs, targets
+    if isinstance(batch, torch.Tensor):
+        return batch, batch, None
+    if isinstance(batch, tuple | list):
+        if len(batch) == 2:
+            return batch[0], batch[0], batch[1]
+        if len(batch) == 1:
+            return batch[0], batch[0], None
+        raise AutoKDError(
+            f"a tuple batch is (inputs, labels), got {len(batch)} items; "
+            f"use a dict batch (keyword arguments of the model) for more inputs"
+        )
+    raise AutoKDError(f"unsupported batch type {type(batch).__name__}: use dicts of tensors, tensors or (inputs, labels)")
+
+
+def call_model(model: torch.nn.Module, inputs: Any, **kwargs: Any) -> Any:
+    """Call ``model`` with a batch's inputs: keyword arguments for a dict, positional for a
+    tuple, a single argument otherwise. ``kwargs`` go to Hugging Face models only."""
+    if not _is_hf(model):
+        kwargs = {}
+    if isinstance(inputs, Mapping):
+        return model(**inputs, **kwargs)
+    if isinstance(inputs, tuple | list):
+        return model(*inputs, **kwargs)
+    return model(inputs, **kwargs)
+
+
+def _is_hf(model: Any) -> bool:
+    config = getattr(model, "config", None)
+    return config is not None and hasattr(config, "output_attentions")
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, Mapping):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, tuple | list):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
+def logits_of(outputs: Any) -> torch.Tensor:
+    """The logits of a model's outputs: the tensor itself, ``logits`` (or
+    ``prediction_logits``) of a ``ModelOutput``/dict, or the first item of a tuple."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs
+    if isinstance(outputs, Mapping):
+        for key in ("logits", "prediction_logits"):
+            if outputs.get(key) is not None:
+                return outputs[key]
+        for key, value in outputs.items():
+            if key != "loss" and isinstance(value, torch.Tensor):
+                return value
+        raise AutoKDError(f"the model's outputs have no logits: keys {list(outputs.keys())}")
+    if isinstance(outputs, tuple | list) and outputs and isinstance(outputs[0], torch.Tensor):
+        return outputs[0]
+    raise AutoKDError(f"cannot find logits in the model's outputs of type {type(outputs).__name__}")
+
+
+def first_batch(loader: Iterable) -> Any:
+    for item in loader:
+        return unwrap(item)[1]
+    raise AutoKDError("the training data yields no batch")
+
+
+def repeat_batches(loader: Iterable) -> Iterator[Any]:
+    """The loader's batches, epoch after epoch (a loader that yields nothing is an error)."""
+    while True:
+        empty = True
+        for item in loader:
+            empty = False
+            yield item
+        if empty:
+            raise AutoKDError("the training data yields no batch")

@@ -1,0 +1,87 @@
+"""The one place where the teacher's outputs for a batch are computed.
+
+Every built-in training path (flash and regular stages, :class:`Distillation`,
+``Trainer.autodistillation``) asks a :class:`TeacherForward` for the teacher's logits and
+the processed intermediate features of a batch, passing the dataset indices of the
+batch's examples. The frozen teacher's outputs depend only on the example, so a cache
+keyed by those indices can stand in for it (issue #8) without touching the criteria:
+what comes out is already processed by each mapping's ``teacher_process``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from autokd import AutoKDError
+
+from .data import call_model, logits_of
+from .features import FeatureCapture, FeatureSpec, uses_attention_maps
+
+__all__ = ["TeacherOutputs", "TeacherForward", "use_eager_attention"]
+
+log = logging.getLogger("autokd.torch")
+
+
+@attrs.frozen
+class TeacherOutputs:
+    """The teacher's logits and processed features (keyed by ``(layer, process)``) for
+    one batch, in batch order."""
+
+    logits: torch.Tensor | None
+    features: Mapping[FeatureSpec, torch.Tensor] = attrs.field(factory=dict)
+
+
+def use_eager_attention(model: nn.Module, role: str) -> None:
+    """Switch a Hugging Face model to eager attention: sdpa returns no attention maps."""
+    config = getattr(model, "config", None)
+    current = getattr(config, "_attn_implementation", None)
+    if current in (None, "eager"):
+        return
+    if not hasattr(model, "set_attn_implementation"):
+        raise AutoKDError(
+            f"the {role} uses {current!r} attention, which returns no attention maps; load it with "
+            f"attn_implementation='eager'"
+        )
+    model.set_attn_implementation("eager")
+    log.info("switched the %s from %s to eager attention: its attention maps are distilled", role, current)
+
+
+class TeacherForward:
+    """Runs the frozen teacher (eval mode, no grad) and returns :class:`TeacherOutputs`.
+
+    :param teacher_model: the teacher.
+    :param feature_specs: the ``(teacher_layer, teacher_process)`` pairs the configured
+        layer mappings need.
+    """
+
+    def __init__(self, teacher_model: nn.Module, feature_specs: Iterable[FeatureSpec] = ()):
+        if teacher_model is None:
+            raise AutoKDError("no teacher model: set teacher_model before distilling")
+        self.teacher_model = teacher_model
+        self.feature_specs: list[FeatureSpec] = list(dict.fromkeys(feature_specs))
+        self.forward_kwargs: dict[str, Any] = {}
+        if uses_attention_maps(teacher_model, [layer for layer, _ in self.feature_specs]):
+            use_eager_attention(teacher_model, "teacher")
+            self.forward_kwargs["output_attentions"] = True
+
+    def __call__(self, inputs: Any, indices: torch.Tensor | None = None) -> TeacherOutputs:
+        """The teacher's outputs for ``inputs`` (a batch without labels); ``indices`` are
+        the dataset indices of its examples (None when the data carries none)."""
+        teacher = self.teacher_model
+        if teacher.training:
+            teacher.eval()
+        with torch.no_grad(), FeatureCapture(teacher, self.feature_specs, "teacher", detach=True) as capture:
+            outputs = call_model(teacher, inputs, **self.forward_kwargs)
+        missing = capture.missing()
+        if missing:
+            raise AutoKDError(
+                f"the teacher's modules {[layer for layer, _ in missing]} did not run in its forward pass: "
+                f"map layers that the forward pass uses"
+            )
+        return TeacherOutputs(logits_of(outputs).detach(), dict(capture.features))

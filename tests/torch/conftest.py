@@ -1,0 +1,115 @@
+"""Tiny models and data for the autokd-torch tests: everything is built from configs (there
+is no model hub) and small enough that the whole suite runs on 2 CPU cores in minutes."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+VOCAB = 99
+SEQ_LEN = 8
+NUM_LABELS = 3
+
+
+def bert_config(**overrides):
+    from transformers import BertConfig
+
+    options = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        vocab_size=VOCAB,
+        max_position_embeddings=32,
+        num_labels=NUM_LABELS,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    options.update(overrides)
+    return BertConfig(**options)
+
+
+def mobilebert_config(**overrides):
+    from transformers import MobileBertConfig
+
+    options = dict(
+        hidden_size=32,
+        embedding_size=16,
+        intra_bottleneck_size=16,
+        true_hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=24,
+        num_feedforward_networks=1,
+        vocab_size=VOCAB,
+        max_position_embeddings=32,
+        num_labels=NUM_LABELS,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    options.update(overrides)
+    return MobileBertConfig(**options)
+
+
+def seeded(fn, seed=0):
+    """Build something with the global RNG forked and seeded, leaving it untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return fn()
+
+
+def tiny_bert(cls_name="BertForSequenceClassification", seed=0, **overrides):
+    import transformers
+
+    cls = getattr(transformers, cls_name)
+    model = seeded(lambda: cls(copy.deepcopy(bert_config(**overrides))), seed)
+    return model.eval()
+
+
+class TokenDataset(torch.utils.data.Dataset):
+    """Random token sequences whose label is a function of the tokens (so it is learnable):
+    the count of tokens below VOCAB/2, bucketed into NUM_LABELS classes."""
+
+    def __init__(self, n, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.input_ids = torch.randint(1, VOCAB, (n, SEQ_LEN), generator=g)
+        low = (self.input_ids < VOCAB // 2).sum(1)
+        self.labels = torch.bucketize(low, torch.tensor([3, 5]))
+
+    def __len__(self):
+        return len(self.input_ids)
+
+    def __getitem__(self, i):
+        return {
+            "input_ids": self.input_ids[i],
+            "attention_mask": torch.ones(SEQ_LEN, dtype=torch.long),
+            "labels": self.labels[i],
+        }
+
+
+@pytest.fixture
+def token_data():
+    return TokenDataset(48, seed=1), TokenDataset(24, seed=2)
+
+
+@pytest.fixture
+def bert_teacher():
+    return tiny_bert(seed=0)
+
+
+@pytest.fixture
+def test_plugin():
+    """Register a plugin object for one test and forget it afterwards."""
+    import autokd.plugins
+
+    names = []
+
+    def add(plugin, name):
+        autokd.plugins.add_plugin(plugin, name)
+        names.append(name)
+
+    yield add
+    for name in names:
+        autokd.plugins.remove_plugin(name)
