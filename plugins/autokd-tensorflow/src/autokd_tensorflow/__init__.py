@@ -1,0 +1,74 @@
+"""autokd-tensorflow: the TensorFlow/Keras backend of autokd.
+
+- :class:`TFOptimization` with ``autodistill`` (the design's TensorFlow API) and its
+  config classes :class:`AutoDistillationConfig`, :class:`TFDistillationConfig` and
+  :class:`metrics.Metric`;
+- criteria :class:`KnowledgeDistillationLoss` and
+  :class:`IntermediateLayersKnowledgeDistillationLoss`, losses ``MSE``, ``L1``, ``KL``,
+  ``CE`` (:mod:`autokd_tensorflow.losses`);
+- flash then regular distillation: :class:`Distiller`, :class:`Scheduler`,
+  :func:`distill`;
+- the transformers TF model builder, the safetensors teacher loader, evaluation.
+
+Importing the package does not import TensorFlow; the names below load their modules on
+first access. ``TF_USE_LEGACY_KERAS=1`` is set (unless already set) before TensorFlow is
+first imported through this package, because transformers' TF models are Keras 2 models.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "TFOptimization": "optimization",
+    "AutoDistillationConfig": "config",
+    "TFDistillationConfig": "config",
+    "metrics": None,
+    "KnowledgeDistillationLoss": "criteria",
+    "IntermediateLayersKnowledgeDistillationLoss": "criteria",
+    "Distiller": "distillation",
+    "Scheduler": "distillation",
+    "StageResult": "distillation",
+    "distill": "distillation",
+    "make_optimizer": "distillation",
+    "FeatureExtractor": "features",
+    "build_transformers_model": "builders",
+    "load_model": "loading",
+    "load_safetensors_model": "loading",
+    "evaluate": "evaluation",
+    "as_dataset": "data",
+    "TensorFlowBackend": "backend",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import metrics
+    from .backend import TensorFlowBackend
+    from .builders import build_transformers_model
+    from .config import AutoDistillationConfig, TFDistillationConfig
+    from .criteria import IntermediateLayersKnowledgeDistillationLoss, KnowledgeDistillationLoss
+    from .data import as_dataset
+    from .distillation import Distiller, Scheduler, StageResult, distill, make_optimizer
+    from .evaluation import evaluate
+    from .features import FeatureExtractor
+    from .loading import load_model, load_safetensors_model
+    from .optimization import TFOptimization
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'autokd_tensorflow' has no attribute {name!r}")
+    module = _EXPORTS[name]
+    if module is None:
+        return importlib.import_module(f"{__name__}.{name}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,111 @@
+"""The ``tensorflow`` trainer backend: the functions ``autokd run`` needs for a config
+whose ``model.framework`` is ``tensorflow``.
+
+- teacher: ``model.teacher``, an import string of a function returning the model or a
+  model folder (safetensors weights load without torch);
+- data: ``data.train`` / ``data.eval``, import strings of functions returning a batched
+  ``tf.data.Dataset`` or a dict of arrays (called with ``data.options``);
+- student builder: ``model.builder`` (default ``transformers``) with
+  ``model.builder_options`` (``model_cls``, ``base_config``; the teacher's class and
+  config by default);
+- train: the configured flash then regular stages with ``train.optimizer`` and
+  ``train.batch_size``; eval: ``eval_loss`` and ``accuracy`` on the eval data.
+
+This module does not import TensorFlow (the plugin module imports it to register the
+backend); the work happens in :meth:`TensorFlowBackend.search_functions`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from autokd import ConfigError, SearchFunctions
+
+__all__ = ["TensorFlowBackend"]
+
+
+class TensorFlowBackend:
+    """``autokd.Backend`` for TensorFlow / Keras models."""
+
+    framework = "tensorflow"
+
+    def search_functions(
+        self,
+        config,
+        *,
+        output_dir: str,
+        model_builder: Callable | None = None,
+        train_func: Callable | None = None,
+        eval_func: Callable | None = None,
+    ) -> SearchFunctions:
+        from autokd import record_extra, registry
+        from autokd.cli import import_string
+
+        from .data import as_dataset, first_inputs
+        from .distillation import distill
+        from .evaluation import evaluate
+        from .loading import load_model
+        from .optimization import validate_stages
+
+        batch_size = config.train.batch_size
+        eval_batch_size = config.evaluation.batch_size or batch_size
+        options = dict(config.data.options)
+
+        def dataset(field: str, spec: str | None):
+            if spec is None:
+                return None
+            data = import_string(spec, field)
+            if callable(data):
+                data = data(**options)
+            return as_dataset(data, batch_size if field == "data.train" else eval_batch_size, field)
+
+        teacher = None
+        needs_teacher = train_func is None or (model_builder is None and not config.model.builder_options.get("base_config"))
+        if needs_teacher:
+            if config.model.teacher is None:
+                raise ConfigError(
+                    "model.teacher: required by the tensorflow backend's built-in train function and builder: "
+                    "an import string 'module:function' returning the teacher, or a model folder"
+                )
+            teacher = load_model(config.model.teacher, field="model.teacher")
+
+        if model_builder is None:
+            name = config.model.builder or "transformers"
+            builder = registry().model_builders.get(name, "tensorflow")
+            builder_options = dict(config.model.builder_options)
+            if name == "transformers" and teacher is not None:
+                builder_options.setdefault("base_config", getattr(teacher, "config", None))
+                builder_options.setdefault("model_cls", type(teacher))
+
+            def model_builder(arch, _builder=builder, _options=builder_options):
+                return _builder(arch, **_options)
+
+        eval_data = dataset("data.eval", config.data.eval)
+        if train_func is None:
+            train_data = dataset("data.train", config.data.train)
+            if train_data is None:
+                raise ConfigError("data.train: required by the tensorflow backend's built-in train function: "
+                                  "an import string 'module:function' returning the training data")
+            validate_stages(config)
+            flash = config.auto_distillation.flash_stages()
+            regular = config.auto_distillation.regular_stages()
+            if not flash and not regular:
+                raise ConfigError("auto_distillation.flash_distillation: no distillation stage configured; "
+                                  "configure flash_distillation or regular_distillation, or give train.function")
+
+            def train_func(model):
+                results = distill(model, teacher, flash, regular, train_data, config.train.optimizer, batch_size)
+                record_extra("distillation", [r.to_dict() for r in results])
+                return model
+
+        if eval_func is None:
+            if eval_data is None:
+                raise ConfigError("data.eval: required by the tensorflow backend's built-in eval function: "
+                                  "an import string 'module:function' returning the evaluation data")
+
+            def eval_func(model):
+                return evaluate(model, eval_data, batch_size=eval_batch_size)
+
+        example_inputs = first_inputs(eval_data) if eval_data is not None else None
+        return SearchFunctions(model_builder, train_func, eval_func, example_inputs, eval_data)

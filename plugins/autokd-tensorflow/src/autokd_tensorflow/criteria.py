@@ -1,0 +1,347 @@
+"""Distillation criteria for Keras models, with the PyTorch plugin's semantics.
+
+``KnowledgeDistillationLoss`` (output distillation, Hinton et al. 2015,
+arXiv:1503.02531) works on logits::
+
+    teacher_student = T**2 * D(student_logits / T, teacher_logits / T)
+    total = w0 * student_targets + w1 * teacher_student
+
+with ``D`` one of ``CE`` (soft-target cross entropy ``-sum p_t log softmax(s)``, mean
+over the batch), ``KL`` (``batchmean`` KL(teacher || student)) or ``MSE`` (mean squared
+error of the softened logits), and ``student_targets`` the sparse cross entropy of the
+logits against the labels (``CE``) or their mean squared error (``MSE``). Everything is
+computed from logits with ``log_softmax``; no log is taken of raw scores.
+
+``IntermediateLayersKnowledgeDistillationLoss`` compares features of intermediate layers
+(see :mod:`autokd_tensorflow.features`) with registered losses (``MSE``, ``KL``, ``L1``,
+``CE``, or another plugin's), passing the student feature through a trainable Dense
+*feature matcher* when its last dimension differs from the teacher's. The matchers are
+trained with the student.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from autokd import ConfigError, LayerMapping, registry
+
+from . import _tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from .features import FeatureExtractor, logits_of
+
+import tensorflow as tf  # noqa: E402
+
+__all__ = ["KnowledgeDistillationLoss", "IntermediateLayersKnowledgeDistillationLoss", "task_loss", "get_loss"]
+
+
+def get_loss(name: str, field: str = "loss_types"):
+    """The registered TensorFlow loss ``name`` (built-in or from another plugin)."""
+    try:
+        return registry().losses.get(name, "tensorflow")
+    except LookupError as exc:
+        raise type(exc)(f"{field}: {exc}") from None
+
+
+def _labels_like(labels, logits):
+    labels = tf.convert_to_tensor(labels)
+    if labels.shape.rank is not None and logits.shape.rank is not None and labels.shape.rank == logits.shape.rank - 1:
+        if logits.shape[-1] == 1:  # regression head with labels of shape (batch,)
+            labels = tf.expand_dims(labels, -1)
+    return labels
+
+
+def task_loss(logits, labels, loss_type: str | None = None):
+    """The student's own loss against the labels: ``CE`` (sparse cross entropy from
+    logits, or soft-target cross entropy when the labels have the logits' shape) or
+    ``MSE``. ``None`` picks ``MSE`` for float labels with a 1-wide head, else ``CE``."""
+    logits = tf.cast(logits, tf.float32)
+    labels = tf.convert_to_tensor(labels)
+    if loss_type is None:
+        loss_type = "MSE" if labels.dtype.is_floating and logits.shape[-1] == 1 else "CE"
+    if loss_type == "MSE":
+        target = tf.cast(_labels_like(labels, logits), tf.float32)
+        return tf.reduce_mean(tf.square(logits - target))
+    if labels.shape.rank == logits.shape.rank:  # one-hot or soft labels
+        return tf.reduce_mean(-tf.reduce_sum(tf.cast(labels, tf.float32) * tf.nn.log_softmax(logits, -1), -1))
+    labels = tf.cast(labels, tf.int32)
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+class _Criterion:
+    """What the distiller needs of a criterion: feature specs, extractors bound to the
+    models, and ``compute`` of the loss from both forward passes."""
+
+    student_model: Any = None
+    teacher_model: Any = None
+
+    def student_specs(self) -> list[tuple[str, Any]]:
+        return []
+
+    def teacher_specs(self) -> list[tuple[str, Any]]:
+        return []
+
+    def attach(self, student_model=None, teacher_model=None) -> None:
+        """Bind the models: layers named by the specs get their capture hooks."""
+        self.detach()
+        self.student_model = student_model if student_model is not None else self.student_model
+        self.teacher_model = teacher_model if teacher_model is not None else self.teacher_model
+        self._student_extractor = FeatureExtractor(self.student_model, self.student_specs(), "student")
+        self._teacher_extractor = FeatureExtractor(self.teacher_model, self.teacher_specs(), "teacher")
+
+    def detach(self) -> None:
+        for name in ("_student_extractor", "_teacher_extractor"):
+            extractor = self.__dict__.pop(name, None)
+            if extractor is not None:
+                extractor.close()
+
+    def _extractor(self, role: str) -> FeatureExtractor:
+        extractor = self.__dict__.get(f"_{role}_extractor")
+        if extractor is None:
+            if getattr(self, f"{role}_model") is None:
+                raise ConfigError(f"{type(self).__name__}: no {role}_model: pass it or call attach(student, teacher)")
+            self.attach()
+            extractor = self.__dict__[f"_{role}_extractor"]
+        return extractor
+
+    def teacher_model_forward(self, inputs):
+        """The teacher's output and features on ``inputs`` (inference mode, no gradient)."""
+        output, features = self._extractor("teacher")(inputs, training=False)
+        return output, [tf.stop_gradient(f) for f in features]
+
+    def student_model_forward(self, inputs, training: bool = True):
+        """The student's output and features on ``inputs``."""
+        return self._extractor("student")(inputs, training=training)
+
+    @property
+    def trainable_variables(self) -> list:
+        """Variables trained with the student (the feature matchers)."""
+        return []
+
+    def build(self, student_features: Sequence, teacher_features: Sequence) -> None:
+        """Create what depends on feature shapes; called once, eagerly, before training."""
+
+    def compute(self, student_output, student_features, teacher_output, teacher_features, labels=None):
+        raise NotImplementedError
+
+
+class KnowledgeDistillationLoss(_Criterion):
+    """Output distillation from the teacher's logits.
+
+    :param temperature: ``T`` > 0 softening both distributions; the teacher-student term
+        is multiplied by ``T**2``.
+    :param loss_types: ``[student_vs_targets, student_vs_teacher]``: ``CE`` or ``MSE``,
+        then ``CE``, ``KL`` or ``MSE``.
+    :param loss_weights: ``[w0, w1]`` summing to 1. A weight of 0 drops its term (``w0 =
+        0`` needs no labels).
+    """
+
+    STUDENT_TARGETS = ("CE", "MSE")
+    TEACHER_STUDENT = ("CE", "KL", "MSE")
+
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        loss_types: Sequence[str] = ("CE", "CE"),
+        loss_weights: Sequence[float] = (0.5, 0.5),
+        student_model=None,
+        teacher_model=None,
+        field: str = "",
+    ):
+        where = f"{field}." if field else ""
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature > 0:
+            raise ConfigError(f"{where}temperature: must be a positive number, got {temperature!r}")
+        loss_types = list(loss_types)
+        loss_weights = list(loss_weights)
+        if len(loss_types) != 2:
+            raise ConfigError(
+                f"{where}loss_types: output distillation takes 2 loss types [student-vs-targets, "
+                f"student-vs-teacher], e.g. ['CE', 'KL'], got {loss_types!r}"
+            )
+        if loss_types[0] not in self.STUDENT_TARGETS:
+            raise ConfigError(
+                f"{where}loss_types[0]: the student-vs-targets loss is one of {list(self.STUDENT_TARGETS)}, "
+                f"got {loss_types[0]!r}"
+            )
+        if loss_types[1] not in self.TEACHER_STUDENT:
+            raise ConfigError(
+                f"{where}loss_types[1]: the student-vs-teacher loss is one of {list(self.TEACHER_STUDENT)}, "
+                f"got {loss_types[1]!r}"
+            )
+        if len(loss_weights) != 2 or any(
+            isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0 for w in loss_weights
+        ):
+            raise ConfigError(f"{where}loss_weights: 2 non-negative numbers [w0, w1], got {loss_weights!r}")
+        if abs(sum(loss_weights) - 1.0) > 1e-6:
+            raise ConfigError(
+                f"{where}loss_weights: {loss_weights!r} sum to {sum(loss_weights):g}; the weights of "
+                f"[student-vs-targets, student-vs-teacher] must sum to 1, e.g. [0.5, 0.5]"
+            )
+        self.temperature = float(temperature)
+        self.loss_types = loss_types
+        self.loss_weights = [float(w) for w in loss_weights]
+        self.student_model = student_model
+        self.teacher_model = teacher_model
+
+    def teacher_student_loss_cal(self, student_logits, teacher_logits):
+        """``T**2 * D(student / T, teacher / T)``."""
+        t = self.temperature
+        student = tf.cast(student_logits, tf.float32) / t
+        teacher = tf.cast(teacher_logits, tf.float32) / t
+        kind = self.loss_types[1]
+        if kind == "MSE":
+            distance = tf.reduce_mean(tf.square(student - teacher))
+        else:
+            log_p_student = tf.nn.log_softmax(student, axis=-1)
+            log_p_teacher = tf.nn.log_softmax(teacher, axis=-1)
+            p_teacher = tf.exp(log_p_teacher)
+            if kind == "CE":
+                per_example = -tf.reduce_sum(p_teacher * log_p_student, axis=-1)
+            else:  # KL
+                per_example = tf.reduce_sum(p_teacher * (log_p_teacher - log_p_student), axis=-1)
+            distance = tf.reduce_mean(per_example)
+        return (t * t) * distance
+
+    def student_targets_loss_cal(self, student_logits, targets):
+        """The student's loss against the labels (``loss_types[0]``)."""
+        return task_loss(student_logits, targets, self.loss_types[0])
+
+    def loss_cal_sloss(self, student_logits, teacher_logits, student_loss):
+        """``w0 * student_loss + w1 * teacher_student`` for a student loss computed
+        elsewhere (e.g. by the model)."""
+        w0, w1 = self.loss_weights
+        total = tf.constant(0.0)
+        if w0:
+            total += w0 * tf.cast(student_loss, tf.float32)
+        if w1:
+            total += w1 * self.teacher_student_loss_cal(student_logits, teacher_logits)
+        return total
+
+    def loss_cal(self, student_logits, teacher_logits, targets=None):
+        """The total loss from both models' logits and the labels."""
+        w0 = self.loss_weights[0]
+        if w0 and targets is None:
+            raise ConfigError(
+                "loss_weights: the student-vs-targets term has weight "
+                f"{w0:g} but the batch has no labels: give the training data labels or set its weight to 0"
+            )
+        student_loss = self.student_targets_loss_cal(student_logits, targets) if w0 else 0.0
+        return self.loss_cal_sloss(student_logits, teacher_logits, student_loss)
+
+    __call__ = loss_cal
+
+    def compute(self, student_output, student_features, teacher_output, teacher_features, labels=None):
+        return self.loss_cal(logits_of(student_output), logits_of(teacher_output), labels)
+
+
+class IntermediateLayersKnowledgeDistillationLoss(_Criterion):
+    """Distillation of intermediate-layer features.
+
+    :param layer_mappings: one ``(student_layer, [student_process,] teacher_layer[,
+        teacher_process])`` per feature pair (or :class:`autokd.LayerMapping`).
+    :param loss_types: one registered loss name per mapping (default ``MSE``).
+    :param loss_weights: one weight per mapping (default equal weights summing to 1).
+    :param add_origin_loss: add the student's own loss against the labels
+        (:func:`task_loss`).
+    """
+
+    def __init__(
+        self,
+        layer_mappings: Sequence,
+        loss_types: Sequence[str] | None = None,
+        loss_weights: Sequence[float] | None = None,
+        add_origin_loss: bool = False,
+        student_model=None,
+        teacher_model=None,
+        field: str = "",
+    ):
+        where = f"{field}." if field else ""
+        try:
+            self.layer_mappings = tuple(LayerMapping.parse(m) for m in layer_mappings)
+        except ValueError as exc:
+            raise ConfigError(f"{where}layer_mappings_for_knowledge_transfer: {exc}") from None
+        if not self.layer_mappings:
+            raise ConfigError(f"{where}layer_mappings_for_knowledge_transfer: empty: name at least one feature pair")
+        n = len(self.layer_mappings)
+        self.loss_types = list(loss_types) if loss_types is not None else ["MSE"] * n
+        self.loss_weights = [float(w) for w in loss_weights] if loss_weights is not None else [1.0 / n] * n
+        if len(self.loss_types) != n:
+            raise ConfigError(f"{where}loss_types: {len(self.loss_types)} loss types for {n} layer mappings")
+        if len(self.loss_weights) != n:
+            raise ConfigError(f"{where}loss_weights: {len(self.loss_weights)} weights for {n} layer mappings")
+        self.layer_output_process = [(m.student_process, m.teacher_process) for m in self.layer_mappings]
+        self.add_origin_loss = bool(add_origin_loss)
+        self.student_model = student_model
+        self.teacher_model = teacher_model
+        self._field = where
+        self.loss_funcs = self.init_loss_funcs()
+        self.feature_matchers: list | None = None
+        self.student_features: list = []
+        self.teacher_features: list = []
+
+    def student_specs(self):
+        return [(m.student_layer, m.student_process) for m in self.layer_mappings]
+
+    def teacher_specs(self):
+        return [(m.teacher_layer, m.teacher_process) for m in self.layer_mappings]
+
+    def init_loss_funcs(self) -> list:
+        """The registered TensorFlow loss of each mapping."""
+        return [get_loss(name, f"{self._field}loss_types") for name in self.loss_types]
+
+    def init_feature_matcher(self, student_feature, teacher_feature, index: int = 0):
+        """A Dense layer mapping the student feature's last dimension onto the teacher's,
+        or None when they already agree."""
+        s_shape, t_shape = tf.TensorShape(student_feature.shape), tf.TensorShape(teacher_feature.shape)
+        mapping = self.layer_mappings[index]
+        if s_shape.rank != t_shape.rank or s_shape[:-1] != t_shape[:-1]:
+            raise ConfigError(
+                f"{self._field}layer_mappings_for_knowledge_transfer[{index}]: student feature "
+                f"{mapping.student_layer!r} has shape {s_shape.as_list()} and teacher feature "
+                f"{mapping.teacher_layer!r} {t_shape.as_list()}; a feature matcher maps only the last dimension, "
+                f"the others must agree"
+            )
+        if s_shape[-1] == t_shape[-1]:
+            return None
+        matcher = _tf.keras().layers.Dense(int(t_shape[-1]), name=f"feature_matcher_{index}")
+        matcher.build(s_shape)
+        return matcher
+
+    def build(self, student_features, teacher_features) -> None:
+        if self.feature_matchers is None:
+            self.feature_matchers = [
+                self.init_feature_matcher(s, t, i) for i, (s, t) in enumerate(zip(student_features, teacher_features))
+            ]
+
+    @property
+    def trainable_variables(self) -> list:
+        return [v for m in self.feature_matchers or [] if m is not None for v in m.trainable_variables]
+
+    def loss_cal(self, student_features=None, teacher_features=None):
+        """``sum_i w_i * loss_i(matcher_i(student_i), teacher_i)`` over the mappings."""
+        student_features = self.student_features if student_features is None else student_features
+        teacher_features = self.teacher_features if teacher_features is None else teacher_features
+        self.build(student_features, teacher_features)
+        total = tf.constant(0.0)
+        for i, (s, t) in enumerate(zip(student_features, teacher_features)):
+            matcher = self.feature_matchers[i]
+            if matcher is not None:
+                s = matcher(tf.cast(s, tf.float32))
+            total += self.loss_weights[i] * tf.cast(self.loss_funcs[i](s, t), tf.float32)
+        return total
+
+    def compute(self, student_output, student_features, teacher_output, teacher_features, labels=None):
+        if tf.executing_eagerly():  # kept for inspection; inside tf.function they would be graph tensors
+            self.student_features, self.teacher_features = list(student_features), list(teacher_features)
+        total = self.loss_cal(student_features, teacher_features)
+        if self.add_origin_loss:
+            if labels is None:
+                raise ConfigError(
+                    f"{self._field}add_origin_loss: true, but the batch has no labels: give the training data labels "
+                    f"or set add_origin_loss to false"
+                )
+            total += task_loss(logits_of(student_output), labels)
+        return total
+
+    def __call__(self, student_features, teacher_features):
+        return self.loss_cal(student_features, teacher_features)
