@@ -113,3 +113,19 @@ def test_plugin():
     yield add
     for name in names:
         autokd.plugins.remove_plugin(name)
+
+
+class CosineLossPluginMixin:
+    """A third-party plugin that adds the loss ``CosineDistance``."""
+
+    @staticmethod
+    def _cosine_distance(student, teacher):
+        return (1 - torch.nn.functional.cosine_similarity(student, teacher, dim=-1)).mean()
+
+    def register_losses(self, register):
+        register("CosineDistance", self._cosine_distance, "pytorch")
+
+
+import autokd  # noqa: E402
+
+CosineLossPluginMixin.register_losses = autokd.hookimpl(CosineLossPluginMixin.register_losses)

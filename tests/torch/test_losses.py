@@ -10,6 +10,7 @@ import torch
 import autokd
 from autokd_torch import KnowledgeDistillationLoss
 from autokd_torch.losses import kl_divergence, l1, mse, soft_cross_entropy
+from conftest import CosineLossPluginMixin
 
 STUDENT = [[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]
 TEACHER = [[3.0, 2.0, 1.0], [1.0, 0.0, -1.0]]
@@ -148,20 +149,8 @@ def test_missing_labels_with_a_positive_student_weight_is_a_clear_error():
         kd.loss_cal(torch.zeros(2, 3), None)
 
 
-class CosineLossPlugin:
-    """A third-party plugin adding a loss by name."""
-
-    @staticmethod
-    @autokd.hookimpl
-    def register_losses(register):
-        def cosine_distance(student, teacher):
-            return (1 - torch.nn.functional.cosine_similarity(student, teacher, dim=-1)).mean()
-
-        register("CosineDistance", cosine_distance, "pytorch")
-
-
 def test_a_loss_registered_by_another_plugin_works_by_name(test_plugin):
-    test_plugin(CosineLossPlugin(), "cosine-plugin")
+    test_plugin(CosineLossPluginMixin(), "cosine-plugin")
     kd = KnowledgeDistillationLoss(1.0, ["CE", "CosineDistance"], [0.0, 1.0])
     s = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
     t = torch.tensor([[0.0, 1.0], [2.0, 2.0]])

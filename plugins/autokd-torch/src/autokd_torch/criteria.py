@@ -272,6 +272,36 @@ def normalize_layer_mappings(layer_mappings: Any, loss_types: Any = None, loss_w
     return mappings, loss_types, loss_weights
 
 
+# Losses that read their inputs as logits of distributions over the last dimension.
+_DISTRIBUTION_LOSSES = ("KL", "CE")
+_LOG_FLOOR = 1e-12
+
+
+def _is_distribution(feature: torch.Tensor) -> bool:
+    """Whether ``feature`` already holds probabilities over its last dimension."""
+    with torch.no_grad():
+        return bool(
+            feature.is_floating_point()
+            and feature.min() >= 0
+            and feature.max() <= 1
+            and torch.allclose(feature.sum(-1), feature.new_ones(()), atol=1e-3)
+        )
+
+
+def _as_logits(feature: torch.Tensor) -> torch.Tensor:
+    """Probabilities (attention maps) as log-probabilities, other features as they are.
+
+    ``KL`` and ``CE`` apply a softmax to their inputs. The softmax of probabilities in
+    [0, 1] is nearly uniform: between the attention maps of two differently initialised
+    tiny BERTs (tests/torch/test_intermediate.py) it turns a KL of 0.497 into 0.0087,
+    57 times less signal. Since
+    ``softmax(log p) = p``, passing ``log p`` makes the loss compare the maps themselves.
+    """
+    if _is_distribution(feature):
+        return torch.log(feature.clamp_min(_LOG_FLOOR))
+    return feature
+
+
 class IntermediateLayersKnowledgeDistillationLoss(DistillationCriterion):
     """Intermediate-layer distillation: ``sum_i w_i * loss_i(m_i(student_i), teacher_i)``
     (``+ the student's own loss`` with ``add_origin_loss``).
@@ -284,6 +314,11 @@ class IntermediateLayersKnowledgeDistillationLoss(DistillationCriterion):
     :param loss_types: one registered loss name per mapping (default ``MSE``).
     :param loss_weights: one weight per mapping (default equal weights summing to 1).
     :param add_origin_loss: add the student's own task loss.
+
+    For ``KL`` and ``CE``, a feature that already is a probability distribution over its
+    last dimension (non-negative, rows summing to 1: attention maps) is passed to the loss
+    as ``log p``, so the loss's softmax gives back ``p`` and the loss compares the
+    distributions themselves; other features are read as logits.
 
     Features are captured by forward hooks on the student (set when ``student_model`` is
     assigned). Where a student feature's last dimension differs from the teacher's, the
@@ -341,11 +376,27 @@ class IntermediateLayersKnowledgeDistillationLoss(DistillationCriterion):
         super().teacher_model_forward(inputs)
         return self.teacher_features
 
+    def init_feature_matchers(self, inputs: Any) -> list[nn.Linear]:
+        """Run teacher and student once on ``inputs`` (no grad) so the feature matchers
+        exist before an optimizer is built over :meth:`parameters`. The built-in training
+        does not need this: it adds matchers to its optimizer when they appear."""
+        from .data import call_model, split_batch
+
+        student_inputs, teacher_inputs, _ = split_batch(inputs)
+        self.teacher_model_forward(teacher_inputs)
+        with torch.no_grad():
+            call_model(self.student_model, student_inputs, **self.student_forward_kwargs)
+            for i, mapping in enumerate(self.layer_mappings):
+                self._feature_pair(i, mapping)
+        return list(self.feature_matchers.values())
+
     def loss_cal(self) -> torch.Tensor:
         """The weighted sum of the mappings' losses on the latest captured features."""
         total = None
         for i, (mapping, loss_fn, weight) in enumerate(zip(self.layer_mappings, self.loss_funcs, self.loss_weights)):
             student, teacher = self._feature_pair(i, mapping)
+            if self.loss_types[i] in _DISTRIBUTION_LOSSES:
+                student, teacher = _as_logits(student), _as_logits(teacher)
             term = weight * loss_fn(student, teacher)
             total = term if total is None else total + term
         return total

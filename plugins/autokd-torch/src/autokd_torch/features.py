@@ -37,7 +37,7 @@ def find_module(model: nn.Module, name: str, role: str = "model") -> nn.Module:
     module = modules.get(name)
     if module is not None:
         return module
-    nearest = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.5)
+    nearest = difflib.get_close_matches(name, [n for n in modules if n], n=3, cutoff=0.5)
     hint = f"; nearest names: {', '.join(nearest)}" if nearest else ""
     raise ConfigError(
         f"layer_mappings_for_knowledge_transfer: module {name!r} not found in the {role} "

@@ -38,18 +38,34 @@ class TeacherOutputs:
 
 
 def use_eager_attention(model: nn.Module, role: str) -> None:
-    """Switch a Hugging Face model to eager attention: sdpa returns no attention maps."""
+    """Switch a Hugging Face model to eager attention where it can be: sdpa returns no
+    attention maps. (transformers 4 models that cannot switch fall back to eager by
+    themselves when called with ``output_attentions=True``.)"""
     config = getattr(model, "config", None)
     current = getattr(config, "_attn_implementation", None)
-    if current in (None, "eager"):
+    if current in (None, "eager") or not hasattr(model, "set_attn_implementation"):
         return
-    if not hasattr(model, "set_attn_implementation"):
-        raise AutoKDError(
-            f"the {role} uses {current!r} attention, which returns no attention maps; load it with "
-            f"attn_implementation='eager'"
-        )
-    model.set_attn_implementation("eager")
-    log.info("switched the %s from %s to eager attention: its attention maps are distilled", role, current)
+    with _quiet_transformers():
+        try:
+            model.set_attn_implementation("eager")
+        except (ValueError, NotImplementedError):
+            return
+    if getattr(model.config, "_attn_implementation", None) == "eager":
+        log.info("switched the %s from %s to eager attention: its attention maps are distilled", role, current)
+
+
+class _quiet_transformers:
+    """Silence transformers' warning that a model cannot switch attention at run time."""
+
+    def __enter__(self):
+        import transformers
+
+        self._logger = transformers.logging.get_logger("transformers.modeling_utils")
+        self._level = self._logger.level
+        self._logger.setLevel("ERROR")
+
+    def __exit__(self, *exc):
+        self._logger.setLevel(self._level)
 
 
 class TeacherForward:
