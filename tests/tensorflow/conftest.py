@@ -62,3 +62,10 @@ def bert_teacher(tf):
 @pytest.fixture()
 def data():
     return text_data()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_graphs(tf):
+    # Grappler's graph rewrites cost seconds on the first call of each traced training
+    # step and nothing the tests measure depends on them.
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})

@@ -38,9 +38,12 @@ __all__ = ["KnowledgeDistillationLoss", "IntermediateLayersKnowledgeDistillation
 def get_loss(name: str, field: str = "loss_types"):
     """The registered TensorFlow loss ``name`` (built-in or from another plugin)."""
     try:
-        return registry().losses.get(name, "tensorflow")
+        loss_fn = registry().losses.get(name, "tensorflow")
     except LookupError as exc:
         raise type(exc)(f"{field}: {exc}") from None
+    # This plugin registers lazy stand-ins; training steps call the function itself.
+    load = getattr(loss_fn, "_autokd_load", None)
+    return load() if callable(load) else loss_fn
 
 
 def _labels_like(labels, logits):

@@ -47,6 +47,7 @@ class StageResult:
     trained_variables: int
     weights_before: float
     weights_after: float
+    traces: int = 0  # Python runs of the step: 1 when a tf.function traced it once, one per step eagerly
 
     def to_dict(self) -> dict:
         return {
@@ -121,6 +122,9 @@ class Distiller:
         made for the stage.
     :param criterion: a criterion to use instead of the stage's.
     :param name: the stage's name in errors and results (``flash_distillation[0]``).
+    :param run_eagerly: run the training step eagerly instead of in a ``tf.function``
+        (for debugging; tracing a transformers model takes seconds, then each step is
+        far faster than in eager mode).
     """
 
     def __init__(
@@ -134,6 +138,7 @@ class Distiller:
         batch_size: int = 32,
         learning_rate: float | None = None,
         name: str = "stage",
+        run_eagerly: bool = False,
     ):
         _tf.check_keras2_model(student, "student")
         _tf.check_keras2_model(teacher, "teacher")
@@ -145,6 +150,8 @@ class Distiller:
         self.optimizer_spec = optimizer
         self.learning_rate = learning_rate
         self.criterion = criterion if criterion is not None else make_criterion(stage, name)
+        self.run_eagerly = run_eagerly
+        self.trace_count = 0
 
     def _block_variables(self) -> list:
         if self.stage.block_name is None:
@@ -180,25 +187,33 @@ class Distiller:
         _s_out, s_feats = criterion.student_model_forward(inputs, training=False)
         criterion.build(s_feats, t_feats)
 
-        variables = self._block_variables() + list(criterion.trainable_variables)
+        block_variables = self._block_variables()
+        variables = block_variables + list(criterion.trainable_variables)
         optimizer = make_optimizer(self.optimizer_spec, self.learning_rate)
+        # Slot variables made now, not on the first call: a tf.function that creates
+        # variables is traced twice, and tracing dominates short stages.
+        if hasattr(optimizer, "build"):
+            optimizer.build(variables)
         name = self.name
 
-        @tf.function(reduce_retracing=True)
         def train_step(inputs, labels):
+            self.trace_count += 1  # Python side effect: counts traces under tf.function
             teacher_output, teacher_features = criterion.teacher_model_forward(inputs)
             with tf.GradientTape() as tape:
                 student_output, student_features = criterion.student_model_forward(inputs, training=True)
                 loss = criterion.compute(student_output, student_features, teacher_output, teacher_features, labels)
             gradients = tape.gradient(loss, variables)
             pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
-            if not pairs:
+            if all(g is None for g in gradients[: len(block_variables)]):
                 raise ConfigError(
                     f"{name}: no trained variable affects this stage's loss: the features it distils do not depend "
                     f"on block {self.stage.block_name!r}"
                 )
             optimizer.apply_gradients(pairs)
             return loss
+
+        if not self.run_eagerly:
+            train_step = tf.function(train_step, reduce_retracing=True, autograph=False)
 
         before = weights_fingerprint(self.student)
         losses: list[float] = []
@@ -213,7 +228,10 @@ class Distiller:
             losses.append(value)
         after = weights_fingerprint(self.student)
         log.debug("%s: %d steps, loss %.4g -> %.4g", name, len(losses), losses[0], losses[-1])
-        return StageResult(name, self.stage.block_name, self.stage.train_steps, losses, len(variables), before, after)
+        return StageResult(
+            name, self.stage.block_name, self.stage.train_steps, losses, len(variables), before, after,
+            self.trace_count,
+        )
 
 
 class Scheduler:
@@ -242,6 +260,7 @@ def distill(
     optimizer: Any = None,
     batch_size: int = 32,
     learning_rate: float | None = None,
+    run_eagerly: bool = False,
 ) -> list[StageResult]:
     """Flash then regular distillation of ``student`` in place; the results per stage."""
     if not flash_stages and not regular_stages:
@@ -255,7 +274,7 @@ def distill(
         for i, stage in enumerate(stages):
             scheduler.combine(
                 Distiller(student, teacher, stage, dataset, optimizer, batch_size=batch_size,
-                          learning_rate=learning_rate, name=f"{kind}[{i}]")
+                          learning_rate=learning_rate, name=f"{kind}[{i}]", run_eagerly=run_eagerly)
             )
     scheduler()
     return scheduler.results

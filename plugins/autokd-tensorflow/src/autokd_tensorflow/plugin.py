@@ -26,7 +26,7 @@ def _lazy(module: str, attr: str) -> Callable:
     call.__name__ = call.__qualname__ = attr
     call.__module__ = path
     call.__doc__ = f"``{path}.{attr}``, imported on first use."
-    call.load = lambda: getattr(importlib.import_module(path), attr)
+    call._autokd_load = lambda: getattr(importlib.import_module(path), attr)  # the real object, for hot paths
     return call
 
 
