@@ -20,6 +20,8 @@ _EXPORTS = {
     "KnowledgeDistillationLoss": "criteria",
     "IntermediateLayersKnowledgeDistillationLoss": "criteria",
     "DistillationCriterion": "criteria",
+    "Distillation": "distillation",
+    "Scheduler": "distillation",
     "FeatureCapture": "features",
     "TeacherForward": "teacher",
     "TeacherOutputs": "teacher",

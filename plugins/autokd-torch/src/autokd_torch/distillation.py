@@ -1,0 +1,277 @@
+"""``Distillation``: one distillation run (a student, a teacher, a criterion, an optimizer,
+some steps), and ``Scheduler``: several runs in order on the same student.
+
+The step, in one place for every built-in path::
+
+    teacher_outputs = teacher(teacher_inputs, indices)   # TeacherForward: the cache seam
+    criterion.set_teacher_outputs(teacher_outputs)
+    student_outputs = student(**batch)                   # hooks capture student features
+    loss = criterion.compute_loss(student_outputs, targets)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from autokd import AutoKDError, Config, ConfigError, load_config, registry
+from autokd.config import TrainConfig
+
+from .criteria import DistillationCriterion, KnowledgeDistillationLoss
+from .data import call_model, make_dataloader, repeat_batches, split_batch, to_device, unwrap
+from .features import find_module
+from .optim import build_optimizer
+from .teacher import TeacherForward
+
+__all__ = ["Distillation", "Scheduler", "criterion_from_config", "seeded"]
+
+log = logging.getLogger("autokd.torch")
+
+# Names of the distillation YAML that the criteria's Python API spells differently.
+_CRITERION_ARG_NAMES = {"layer_mappings_for_knowledge_transfer": "layer_mappings"}
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None):
+    """Run with torch's global RNG forked and seeded (restored afterwards), so weight init
+    and dropout follow ``seed`` without touching the caller's RNG state."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def criterion_from_config(criterion: Mapping[str, Any] | None, field: str = "train.criterion") -> DistillationCriterion:
+    """A criterion from ``{name: {arguments}}`` (registered criteria, by name)."""
+    if not criterion:
+        return KnowledgeDistillationLoss()
+    if len(criterion) != 1:
+        raise ConfigError(f"{field}: name exactly one criterion, got {sorted(criterion)}")
+    (name, args), = criterion.items()
+    cls = registry().criteria.get(name, "pytorch")
+    kwargs = {_CRITERION_ARG_NAMES.get(k, k): v for k, v in (args or {}).items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{field}.{name}: {exc}") from None
+
+
+class Distillation:
+    """One distillation run, configured by the distillation YAML::
+
+        distillation:
+          train:
+            optimizer: {SGD: {learning_rate: 0.001}}
+            criterion:
+              KnowledgeDistillationLoss: {temperature: 1.0, loss_types: [CE, CE], loss_weights: [0.5, 0.5]}
+            batch_size: 32
+            train_steps: 500        # or epochs
+
+    Set ``student_model``, ``teacher_model`` and the data (``train_dataloader``, or
+    ``train_dataset`` with an optional ``data_collator``), or a ``train_func(model)`` of
+    your own, then :meth:`fit` returns the trained student.
+
+    :ivar criterion: a :class:`DistillationCriterion` (default: from ``train.criterion``).
+    :ivar optimizer: a torch optimizer (default: from ``train.optimizer`` over the
+        trainable parameters and the criterion's own, e.g. feature matchers).
+    :ivar block_name: when set, only the parameters under this module train (a flash
+        distillation stage); everything else is frozen for the run.
+    :ivar teacher: the :class:`TeacherForward` computing the teacher's outputs (default:
+        one for ``teacher_model`` and the criterion's features).
+    :ivar history: the loss of every step of the last :meth:`fit`.
+    """
+
+    def __init__(
+        self,
+        conf_fname_or_obj: Any = None,
+        *,
+        criterion: DistillationCriterion | None = None,
+        train_steps: int | None = None,
+        block_name: str | None = None,
+        teacher: TeacherForward | None = None,
+        name: str = "distillation",
+    ):
+        self.config: Config | None = None if conf_fname_or_obj is None else load_config(conf_fname_or_obj)
+        if self.config is None:
+            self.train_config = TrainConfig()
+        elif self.config.distillation is not None:
+            self.train_config = self.config.distillation.train
+        else:
+            self.train_config = self.config.train
+        self.student_model: nn.Module | None = None
+        self.teacher_model: nn.Module | None = None
+        self.train_dataloader: Iterable | None = None
+        self.train_dataset: Any = None
+        self.data_collator: Any = None
+        self.train_func = None
+        self.criterion = criterion
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.optimizer_config: Mapping[str, Any] = self.train_config.optimizer
+        self.train_steps = train_steps
+        self.block_name = block_name
+        self.teacher = teacher
+        self.name = name
+        self.seed: int | None = None
+        self.show_progress = True
+        self.history: list[float] = []
+
+    # --- pieces ---------------------------------------------------------------------------
+    def _criterion(self) -> DistillationCriterion:
+        if self.criterion is None:
+            field = "distillation.train.criterion" if self.config and self.config.distillation else "train.criterion"
+            self.criterion = criterion_from_config(self.train_config.criterion, field)
+        if not isinstance(self.criterion, DistillationCriterion):
+            raise AutoKDError(
+                f"criterion {type(self.criterion).__name__} is not an autokd_torch.DistillationCriterion: "
+                f"subclass it and implement set_teacher_outputs() and compute_loss()"
+            )
+        return self.criterion
+
+    def _batches(self) -> tuple[Iterator, int | None]:
+        data = self.train_dataloader
+        if data is None:
+            if self.train_dataset is None:
+                raise AutoKDError("no training data: set train_dataloader or train_dataset (or train_func)")
+            data = make_dataloader(
+                self.train_dataset, self.train_config.batch_size, collate_fn=self.data_collator, seed=self.seed
+            )
+        if isinstance(data, Iterator):  # a stream shared by several runs (the built-in stages)
+            return data, None
+        return repeat_batches(data), len(data) if hasattr(data, "__len__") else None
+
+    def _steps(self, batches_per_epoch: int | None) -> int:
+        steps = self.train_steps or self.train_config.train_steps
+        if steps:
+            return int(steps)
+        if batches_per_epoch is None:
+            raise AutoKDError(f"{self.name}: set train_steps (the data has no length to count epochs by)")
+        return (self.train_config.epochs or 1) * batches_per_epoch
+
+    def _trainable(self, student: nn.Module) -> list[nn.Parameter]:
+        if self.block_name is None:
+            return [p for p in student.parameters() if p.requires_grad]
+        block = find_module(student, self.block_name, "student")
+        return [p for p in block.parameters() if p.requires_grad]
+
+    # --- the run ----------------------------------------------------------------------------
+    def fit(self) -> nn.Module:
+        """Train ``student_model`` and return it."""
+        student = self.student_model
+        if student is None:
+            raise AutoKDError("no student model: set student_model before fit()")
+        if self.train_func is not None:
+            trained = self.train_func(student)
+            return student if trained is None else trained
+        with seeded(self.seed):
+            return self._fit(student)
+
+    def _fit(self, student: nn.Module) -> nn.Module:
+        criterion = self._criterion()
+        if criterion.teacher_model is None:
+            criterion.teacher_model = self.teacher_model
+        teacher = self.teacher
+        if teacher is None:
+            teacher = TeacherForward(self.teacher_model, criterion.teacher_feature_specs())
+        else:
+            missing = [s for s in criterion.teacher_feature_specs() if s not in teacher.feature_specs]
+            if missing:
+                raise AutoKDError(f"{self.name}: the teacher does not provide the features {missing}")
+        batches, per_epoch = self._batches()
+        steps = self._steps(per_epoch)
+        trainable = self._trainable(student)
+        trainable_ids = {id(p) for p in trainable}
+        frozen = [p for p in student.parameters() if p.requires_grad and id(p) not in trainable_ids]
+        device = next(student.parameters()).device
+        was_training = student.training
+        log.info(
+            "%s: %d steps, training %s (%d parameters)",
+            self.name,
+            steps,
+            self.block_name or "the whole student",
+            sum(p.numel() for p in trainable),
+        )
+        for p in frozen:
+            p.requires_grad_(False)
+        bar = _progress_bar(steps, self.name, self.show_progress)
+        try:
+            criterion.to(device)
+            criterion.student_model = student
+            optimizer = self.optimizer or build_optimizer(
+                trainable + list(criterion.parameters()), self.optimizer_config
+            )
+            student.train()
+            self.history = []
+            for step in range(steps):
+                indices, batch = unwrap(next(batches))
+                batch = to_device(batch, device)
+                student_inputs, teacher_inputs, targets = split_batch(batch)
+                criterion.set_teacher_outputs(teacher(teacher_inputs, indices))
+                outputs = call_model(student, student_inputs, **criterion.student_forward_kwargs)
+                loss = criterion.compute_loss(outputs, targets)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"{self.name}: the loss is {value} at step {step + 1} of {steps}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                _add_new_parameters(optimizer, criterion)
+                optimizer.step()
+                self.history.append(value)
+                bar.set_postfix_str(f"loss={value:.4g}", refresh=False)
+                bar.update(1)
+        finally:
+            bar.close()
+            criterion.student_model = None
+            for p in frozen:
+                p.requires_grad_(True)
+            student.train(was_training)
+        if self.history:
+            log.info("%s: loss %.4g -> %.4g", self.name, self.history[0], self.history[-1])
+        return student
+
+
+def _add_new_parameters(optimizer: torch.optim.Optimizer, criterion: nn.Module) -> None:
+    """Feature matchers appear when the first features are seen: train them too."""
+    known = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    new = [p for p in criterion.parameters() if p.requires_grad and id(p) not in known]
+    if new:
+        optimizer.add_param_group({"params": new})
+
+
+def _progress_bar(steps: int, name: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=steps, desc=name, disable=not enabled, leave=False, dynamic_ncols=True, unit="step")
+
+
+class Scheduler:
+    """Runs distillers in order on the same student, as the built-in train function runs
+    the flash stages and then the regular ones::
+
+        scheduler = Scheduler()
+        scheduler.combine(flash_distiller, regular_distiller)
+        student = scheduler(student)
+    """
+
+    def __init__(self):
+        self.distillers: list[Distillation] = []
+
+    def combine(self, *distillers: Distillation) -> Scheduler:
+        self.distillers.extend(distillers)
+        return self
+
+    def __call__(self, model: nn.Module | None = None) -> nn.Module:
+        if not self.distillers:
+            raise AutoKDError("the scheduler has no distillers: combine() some first")
+        for distiller in self.distillers:
+            if model is not None:
+                distiller.student_model = model
+            model = distiller.fit()
+        return model
