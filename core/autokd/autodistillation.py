@@ -164,7 +164,12 @@ class AutoDistillation:
             framework=self.framework,
             extras={} if extras is None else extras,
         )
-        return float(evaluator(model, ctx))
+        try:
+            return float(evaluator(model, ctx))
+        except ConfigError as exc:
+            # A bad evaluation.<metric> option fails every trial the same way, after its
+            # training: stop the search instead of recording max_trials failures.
+            raise _FatalSearchError(f"metric {name!r}: {exc}") from None
 
     # --- the loop -----------------------------------------------------------------------
     def _run_trial(self, index: int, arch: dict) -> TrialRecord:
