@@ -1,0 +1,190 @@
+"""Framework-free behaviour: registration, options, framework detection, statistics and
+the timing loop. Runs without torch and without tensorflow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import autokd
+import autokd_latency
+import pytest
+from autokd_latency import _timing
+from autokd_latency._options import validate_options
+
+
+def test_the_four_evaluators_are_registered_as_costs():
+    reg = autokd.registry().evaluators
+    for name in ("latency", "params", "flops", "model_size"):
+        registration = reg.registration(name)
+        assert registration.plugin == "latency"
+        assert registration.distribution == "autokd-latency"
+        assert registration.framework is None
+        assert reg.direction(name) is False
+    assert reg.get("latency", "pytorch") is autokd_latency.latency
+    assert reg.get("flops", "tensorflow") is autokd_latency.flops
+
+
+def test_configs_may_leave_directions_out():
+    cfg = autokd.load_config(
+        {"search": {"search_space": {"width": [8, 16]}, "metrics": ["flops", "latency"], "search_algorithm": "random"}}
+    )
+    assert [(o.name, o.higher_is_better) for o in cfg.search.objectives()] == [("flops", False), ("latency", False)]
+
+
+def test_importing_the_plugin_imports_no_framework():
+    code = (
+        "import sys, autokd\n"
+        "autokd.registry()\n"
+        "import autokd_latency, autokd_latency.plugin\n"
+        "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'tf_keras') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "AUTOKD_LOAD_PLUGINS": "latency"},
+    )
+    assert out.stdout.strip() == "[]"
+
+
+# --- options ----------------------------------------------------------------------------
+
+
+def test_defaults_fill_in():
+    assert validate_options("latency", {}) == {
+        "batch_size": None,
+        "seq_len": None,
+        "warmup": 5,
+        "repeats": 30,
+        "threads": 1,
+    }
+    assert validate_options("flops", {"batch_size": 4}) == {"batch_size": 4, "seq_len": None, "ops": "all"}
+    assert validate_options("params", None) == {"trainable_only": False}
+    assert validate_options("model_size", {}) == {}
+
+
+def test_unknown_option_names_the_accepted_ones_and_the_close_match():
+    with pytest.raises(autokd.ConfigError) as info:
+        validate_options("latency", {"repeat": 3})
+    assert str(info.value) == (
+        "invalid configuration: evaluation.latency.repeat: unknown option "
+        "(accepted: batch_size, seq_len, warmup, repeats, threads); did you mean 'repeats'?"
+    )
+
+
+def test_every_bad_option_is_reported_at_once():
+    with pytest.raises(autokd.ConfigError) as info:
+        validate_options("latency", {"batch_size": 0, "warmup": -1, "threads": True, "seq_len": "128"})
+    assert info.value.problems == [
+        "evaluation.latency.batch_size: expected a positive integer, got 0",
+        "evaluation.latency.seq_len: expected a positive integer, got '128'",
+        "evaluation.latency.warmup: expected an integer >= 0, got -1",
+        "evaluation.latency.threads: expected a positive integer, got True",
+    ]
+
+
+def test_choice_and_boolean_options():
+    with pytest.raises(autokd.ConfigError, match=r"evaluation\.flops\.ops: expected one of 'all', 'matmul', got 'mac'"):
+        validate_options("flops", {"ops": "mac"})
+    with pytest.raises(autokd.ConfigError, match=r"evaluation\.params\.trainable_only: expected true or false, got 1"):
+        validate_options("params", {"trainable_only": 1})
+    with pytest.raises(
+        autokd.ConfigError, match=r"evaluation\.model_size\.unit: unknown option: model_size takes no options"
+    ):
+        validate_options("model_size", {"unit": "MiB"})
+
+
+def test_options_are_checked_before_the_model():
+    # A bad option is reported even for a model that could not be measured anyway.
+    context = autokd.EvalContext(options={"repeats": 0})
+    with pytest.raises(autokd.ConfigError, match="evaluation.latency.repeats"):
+        autokd_latency.latency(object(), context)
+
+
+# --- framework detection ----------------------------------------------------------------
+
+
+def _fake_model(*modules: str):
+    """An instance whose class hierarchy claims the given modules, without importing them."""
+    bases: tuple = (object,)
+    for module in reversed(modules):
+        bases = (type("Base", bases, {"__module__": module}),)
+    return type("Model", bases, {"__module__": "user_code"})()
+
+
+def test_framework_is_read_from_the_class_hierarchy_without_importing_it():
+    assert (
+        autokd_latency.detect_framework(_fake_model("transformers.modeling_utils", "torch.nn.modules.module"))
+        == "pytorch"
+    )
+    assert autokd_latency.detect_framework(_fake_model("tf_keras.src.engine.training")) == "tensorflow"
+    assert autokd_latency.detect_framework(_fake_model("tensorflow.python.module.module")) == "tensorflow"
+
+
+def test_unsupported_model_type_is_a_clear_error():
+    class Regressor:
+        pass
+
+    for evaluator in (autokd_latency.latency, autokd_latency.params, autokd_latency.flops, autokd_latency.model_size):
+        with pytest.raises(autokd_latency.UnsupportedModelError) as info:
+            evaluator(Regressor(), autokd.EvalContext())
+        name = evaluator.__name__
+        assert str(info.value) == (
+            f"{name}: cannot evaluate a model of type "
+            f"{Regressor.__module__}.test_unsupported_model_type_is_a_clear_error.<locals>.Regressor: supported are "
+            f"PyTorch models (torch.nn.Module) and TensorFlow/Keras models (keras.Model, tf.Module). If the model "
+            f"wraps one, have model_builder return the wrapped torch or Keras model"
+        )
+        assert isinstance(info.value, autokd.AutoKDError)
+
+
+# --- statistics and the timing loop -----------------------------------------------------
+
+
+def test_summary_statistics_by_hand():
+    # 8 samples (seconds); inclusive quartiles of 1..8 ms are 2.75 and 6.25 ms.
+    result = _timing.summarize([t / 1000 for t in (8, 1, 7, 2, 6, 3, 5, 4)], warmup=0, calls_per_repeat=1)
+    assert result.median_ms == pytest.approx(4.5)
+    assert result.mean_ms == pytest.approx(4.5)
+    assert (result.min_ms, result.max_ms) == (pytest.approx(1.0), pytest.approx(8.0))
+    assert (result.q1_ms, result.q3_ms) == (pytest.approx(2.75), pytest.approx(6.25))
+    assert result.iqr_ms == pytest.approx(3.5)
+    # sample standard deviation of 1..8 is sqrt(6) = 2.449..., over the mean 4.5
+    assert result.cv == pytest.approx(6**0.5 / 4.5)
+    assert result.repeats == 8
+    single = _timing.summarize([0.002], warmup=1, calls_per_repeat=1)
+    assert (single.median_ms, single.iqr_ms, single.cv) == (pytest.approx(2.0), 0.0, 0.0)
+
+
+def test_a_fast_call_is_batched_into_samples_long_enough_to_time():
+    calls = []
+    samples, per_sample = _timing.time_calls(lambda: calls.append(1), warmup=3, repeats=4)
+    assert per_sample > 1
+    # warm-up, one calibration call, then repeats x calls-per-sample
+    assert len(calls) == 3 + 1 + 4 * per_sample
+    assert len(samples) == 4 and all(s > 0 for s in samples)
+
+
+def test_a_slow_call_is_timed_alone():
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(_timing.MIN_SAMPLE_S * 1.5)
+
+    samples, per_sample = _timing.time_calls(slow, warmup=0, repeats=3)
+    assert per_sample == 1
+    assert len(calls) == 1 + 3
+    assert all(s >= _timing.MIN_SAMPLE_S * 1.5 for s in samples)
+
+
+def test_the_garbage_collector_is_restored():
+    import gc
+
+    assert gc.isenabled()
+    _timing.time_calls(lambda: None, warmup=0, repeats=2)
+    assert gc.isenabled()
