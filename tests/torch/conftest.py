@@ -129,3 +129,66 @@ class CosineLossPluginMixin:
 import autokd  # noqa: E402
 
 CosineLossPluginMixin.register_losses = autokd.hookimpl(CosineLossPluginMixin.register_losses)
+
+
+class MaskedLMDataset(torch.utils.data.Dataset):
+    """Pre-training examples: two masked tokens per sequence and a next-sentence label."""
+
+    MASK = 3
+
+    def __init__(self, n, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.tokens = torch.randint(5, VOCAB, (n, SEQ_LEN), generator=g)
+        self.positions = torch.stack([torch.randperm(SEQ_LEN, generator=g)[:2] for _ in range(n)])
+        self.next_sentence = torch.randint(0, 2, (n,), generator=g)
+
+    def __len__(self):
+        return len(self.tokens)
+
+    def __getitem__(self, i):
+        input_ids = self.tokens[i].clone()
+        labels = torch.full((SEQ_LEN,), -100)
+        labels[self.positions[i]] = self.tokens[i][self.positions[i]]
+        input_ids[self.positions[i]] = self.MASK
+        return {
+            "input_ids": input_ids,
+            "attention_mask": torch.ones(SEQ_LEN, dtype=torch.long),
+            "token_type_ids": torch.zeros(SEQ_LEN, dtype=torch.long),
+            "labels": labels,
+            "next_sentence_label": self.next_sentence[i],
+        }
+
+
+def seed_style_config(num_layers=2, flash_steps=2, regular_steps=2, **search):
+    """The design's Trainer.autodistillation_config for MobileBERT from BERT, at num_layers."""
+    return {
+        "search": {
+            "search_space": {"hidden_size": [24, 32], "intermediate_size": [16, 24]},
+            "search_algorithm": "grid",
+            "metrics": ["eval_loss"],
+            "max_trials": 3,
+            "seed": 42,
+            **search,
+        },
+        "flash_distillation": {
+            "knowledge_transfer": {
+                "block_names": [f"mobilebert.encoder.layer.{i}" for i in range(num_layers)],
+                "layer_mappings_for_knowledge_transfer": [
+                    [
+                        (f"mobilebert.encoder.layer.{i}.attention.self", "1", f"bert.encoder.layer.{i}.attention.self", "1"),
+                        (f"mobilebert.encoder.layer.{i}.output", f"bert.encoder.layer.{i}.output"),
+                    ]
+                    for i in range(num_layers)
+                ],
+                "loss_types": [["KL", "MSE"] for _ in range(num_layers)],
+                "loss_weights": [[0.5, 0.5] for _ in range(num_layers)],
+                "train_steps": [flash_steps for _ in range(num_layers)],
+            },
+            "regular_distillation": {
+                "layer_mappings_for_knowledge_transfer": [[("cls", "0", "cls", "0")]],
+                "loss_types": [["KL"]],
+                "add_origin_loss": [True],
+                "train_steps": [regular_steps],
+            },
+        },
+    }

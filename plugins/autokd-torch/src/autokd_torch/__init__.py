@@ -22,6 +22,7 @@ _EXPORTS = {
     "DistillationCriterion": "criteria",
     "Distillation": "distillation",
     "Scheduler": "distillation",
+    "FlashDistillationTrainFunc": "train",
     "FeatureCapture": "features",
     "TeacherForward": "teacher",
     "TeacherOutputs": "teacher",
