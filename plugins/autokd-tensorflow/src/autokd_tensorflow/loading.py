@@ -66,8 +66,14 @@ def load_safetensors_model(folder: str | os.PathLike, model_cls: Any = None):
             f"{folder}: config.json names no architecture with a TF class; pass model_cls "
             f"(e.g. transformers:TFAutoModelForSequenceClassification)"
         )
-    model = cls.from_config(config) if hasattr(cls, "from_config") else cls(config)
-    model(model.dummy_inputs, training=False)
+    try:
+        model = cls.from_config(config) if hasattr(cls, "from_config") else cls(config)
+        model(model.dummy_inputs, training=False)
+    except (AttributeError, ValueError, TypeError) as exc:
+        raise AutoKDError(
+            f"{folder}: cannot build {getattr(cls, '__name__', cls)} from its {type(config).__name__}: {exc}; "
+            f"pass the model_cls it was saved from"
+        ) from None
     formats = {_format(f) for f in files}
     if formats == {"tf"}:
         _load_tf_named(model, files, folder)
