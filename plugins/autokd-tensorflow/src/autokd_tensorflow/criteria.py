@@ -6,9 +6,9 @@ arXiv:1503.02531) works on logits::
     teacher_student = T**2 * D(student_logits / T, teacher_logits / T)
     total = w0 * student_targets + w1 * teacher_student
 
-with ``D`` one of ``CE`` (soft-target cross entropy ``-sum p_t log softmax(s)``, mean
-over the batch), ``KL`` (``batchmean`` KL(teacher || student)) or ``MSE`` (mean squared
-error of the softened logits), and ``student_targets`` the sparse cross entropy of the
+with ``D`` the registered loss ``loss_types[1]``: ``CE`` (soft-target cross entropy
+``-sum p_t log softmax(s)``, mean over the batch), ``KL`` (``batchmean`` KL(teacher ||
+student)), ``MSE`` (mean squared error of the softened logits) or another plugin's, and ``student_targets`` the sparse cross entropy of the
 logits against the labels (``CE``) or their mean squared error (``MSE``). Everything is
 computed from logits with ``log_softmax``; no log is taken of raw scores.
 
@@ -107,12 +107,12 @@ class _Criterion:
             extractor = self.__dict__[f"_{role}_extractor"]
         return extractor
 
-    def teacher_model_forward(self, inputs):
+    def forward_teacher(self, inputs):
         """The teacher's output and features on ``inputs`` (inference mode, no gradient)."""
         output, features = self._extractor("teacher")(inputs, training=False)
         return output, [tf.stop_gradient(f) for f in features]
 
-    def student_model_forward(self, inputs, training: bool = True):
+    def forward_student(self, inputs, training: bool = True):
         """The student's output and features on ``inputs``."""
         return self._extractor("student")(inputs, training=training)
 
@@ -140,7 +140,6 @@ class KnowledgeDistillationLoss(_Criterion):
     """
 
     STUDENT_TARGETS = ("CE", "MSE")
-    TEACHER_STUDENT = ("CE", "KL", "MSE")
 
     def __init__(
         self,
@@ -166,11 +165,6 @@ class KnowledgeDistillationLoss(_Criterion):
                 f"{where}loss_types[0]: the student-vs-targets loss is one of {list(self.STUDENT_TARGETS)}, "
                 f"got {loss_types[0]!r}"
             )
-        if loss_types[1] not in self.TEACHER_STUDENT:
-            raise ConfigError(
-                f"{where}loss_types[1]: the student-vs-teacher loss is one of {list(self.TEACHER_STUDENT)}, "
-                f"got {loss_types[1]!r}"
-            )
         if len(loss_weights) != 2 or any(
             isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0 for w in loss_weights
         ):
@@ -183,27 +177,24 @@ class KnowledgeDistillationLoss(_Criterion):
         self.temperature = float(temperature)
         self.loss_types = loss_types
         self.loss_weights = [float(w) for w in loss_weights]
+        # D is a registered loss: CE, KL, MSE (see autokd_tensorflow.losses) or another plugin's.
+        self.teacher_student_loss = get_loss(loss_types[1], f"{where}loss_types[1]")
         self.student_model = student_model
         self.teacher_model = teacher_model
+        self.teacher_outputs = None
+
+    def teacher_model_forward(self, inputs):
+        """The teacher's logits on ``inputs`` (inference mode), kept as ``teacher_outputs``."""
+        output, _ = self.forward_teacher(inputs)
+        self.teacher_outputs = tf.stop_gradient(logits_of(output))
+        return self.teacher_outputs
 
     def teacher_student_loss_cal(self, student_logits, teacher_logits):
-        """``T**2 * D(student / T, teacher / T)``."""
+        """``T**2 * D(student / T, teacher / T)``, D = ``loss_types[1]``."""
         t = self.temperature
         student = tf.cast(student_logits, tf.float32) / t
         teacher = tf.cast(teacher_logits, tf.float32) / t
-        kind = self.loss_types[1]
-        if kind == "MSE":
-            distance = tf.reduce_mean(tf.square(student - teacher))
-        else:
-            log_p_student = tf.nn.log_softmax(student, axis=-1)
-            log_p_teacher = tf.nn.log_softmax(teacher, axis=-1)
-            p_teacher = tf.exp(log_p_teacher)
-            if kind == "CE":
-                per_example = -tf.reduce_sum(p_teacher * log_p_student, axis=-1)
-            else:  # KL
-                per_example = tf.reduce_sum(p_teacher * (log_p_teacher - log_p_student), axis=-1)
-            distance = tf.reduce_mean(per_example)
-        return (t * t) * distance
+        return (t * t) * tf.cast(self.teacher_student_loss(student, teacher), tf.float32)
 
     def student_targets_loss_cal(self, student_logits, targets):
         """The student's loss against the labels (``loss_types[0]``)."""
@@ -220,7 +211,14 @@ class KnowledgeDistillationLoss(_Criterion):
             total += w1 * self.teacher_student_loss_cal(student_logits, teacher_logits)
         return total
 
-    def loss_cal(self, student_logits, teacher_logits, targets=None):
+    def loss_cal(self, student_logits, targets=None):
+        """The total loss against the labels and the teacher logits kept by
+        :meth:`teacher_model_forward`."""
+        if self.teacher_outputs is None and self.loss_weights[1]:
+            raise ConfigError("KnowledgeDistillationLoss: no teacher outputs: call teacher_model_forward(inputs) first")
+        return self(student_logits, self.teacher_outputs, targets)
+
+    def __call__(self, student_logits, teacher_logits, targets=None):
         """The total loss from both models' logits and the labels."""
         w0 = self.loss_weights[0]
         if w0 and targets is None:
@@ -231,10 +229,31 @@ class KnowledgeDistillationLoss(_Criterion):
         student_loss = self.student_targets_loss_cal(student_logits, targets) if w0 else 0.0
         return self.loss_cal_sloss(student_logits, teacher_logits, student_loss)
 
-    __call__ = loss_cal
-
     def compute(self, student_output, student_features, teacher_output, teacher_features, labels=None):
-        return self.loss_cal(logits_of(student_output), logits_of(teacher_output), labels)
+        return self(logits_of(student_output), logits_of(teacher_output), labels)
+
+
+# Losses that read their inputs as logits of distributions over the last dimension.
+_DISTRIBUTION_LOSSES = ("KL", "CE")
+_LOG_FLOOR = 1e-12
+
+
+def _as_logits(feature):
+    """Probabilities (attention maps) as log-probabilities, other features as they are.
+
+    ``KL`` and ``CE`` apply a softmax to their inputs, and the softmax of probabilities
+    in [0, 1] is nearly uniform, which leaves the loss almost no signal. Since
+    ``softmax(log p) = p``, passing ``log p`` compares the maps themselves. The test is
+    the PyTorch plugin's (non-negative, at most 1, rows summing to 1 within 1e-3), so
+    both backends give the same numbers.
+    """
+    feature = tf.cast(feature, tf.float32)
+    rows = tf.reduce_sum(feature, axis=-1)
+    is_distribution = tf.logical_and(
+        tf.logical_and(tf.reduce_min(feature) >= 0.0, tf.reduce_max(feature) <= 1.0),
+        tf.reduce_all(tf.abs(rows - 1.0) <= 1e-3 + 1e-5),
+    )
+    return tf.where(is_distribution, tf.math.log(tf.maximum(feature, _LOG_FLOOR)), feature)
 
 
 class IntermediateLayersKnowledgeDistillationLoss(_Criterion):
@@ -246,6 +265,10 @@ class IntermediateLayersKnowledgeDistillationLoss(_Criterion):
     :param loss_weights: one weight per mapping (default equal weights summing to 1).
     :param add_origin_loss: add the student's own loss against the labels
         (:func:`task_loss`).
+
+    For ``KL`` and ``CE``, a feature that already is a probability distribution over its
+    last dimension (attention maps) is passed to the loss as ``log p``
+    (:func:`_as_logits`), as the PyTorch plugin does.
     """
 
     def __init__(
@@ -320,6 +343,11 @@ class IntermediateLayersKnowledgeDistillationLoss(_Criterion):
     def trainable_variables(self) -> list:
         return [v for m in self.feature_matchers or [] if m is not None for v in m.trainable_variables]
 
+    def teacher_model_forward(self, inputs):
+        """The teacher's features on ``inputs``, kept as ``teacher_features``."""
+        _, self.teacher_features = self.forward_teacher(inputs)
+        return self.teacher_features
+
     def loss_cal(self, student_features=None, teacher_features=None):
         """``sum_i w_i * loss_i(matcher_i(student_i), teacher_i)`` over the mappings."""
         student_features = self.student_features if student_features is None else student_features
@@ -330,6 +358,8 @@ class IntermediateLayersKnowledgeDistillationLoss(_Criterion):
             matcher = self.feature_matchers[i]
             if matcher is not None:
                 s = matcher(tf.cast(s, tf.float32))
+            if self.loss_types[i] in _DISTRIBUTION_LOSSES:
+                s, t = _as_logits(s), _as_logits(t)
             total += self.loss_weights[i] * tf.cast(self.loss_funcs[i](s, t), tf.float32)
         return total
 

@@ -183,8 +183,8 @@ class Distiller:
         # One eager pass first: the feature matchers take their sizes from real features,
         # and a tf.function may create variables only on its first trace.
         inputs, _labels = split_batch(first)
-        _t_out, t_feats = criterion.teacher_model_forward(inputs)
-        _s_out, s_feats = criterion.student_model_forward(inputs, training=False)
+        _t_out, t_feats = criterion.forward_teacher(inputs)
+        _s_out, s_feats = criterion.forward_student(inputs, training=False)
         criterion.build(s_feats, t_feats)
 
         block_variables = self._block_variables()
@@ -198,9 +198,9 @@ class Distiller:
 
         def train_step(inputs, labels):
             self.trace_count += 1  # Python side effect: counts traces under tf.function
-            teacher_output, teacher_features = criterion.teacher_model_forward(inputs)
+            teacher_output, teacher_features = criterion.forward_teacher(inputs)
             with tf.GradientTape() as tape:
-                student_output, student_features = criterion.student_model_forward(inputs, training=True)
+                student_output, student_features = criterion.forward_student(inputs, training=True)
                 loss = criterion.compute(student_output, student_features, teacher_output, teacher_features, labels)
             gradients = tape.gradient(loss, variables)
             pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
