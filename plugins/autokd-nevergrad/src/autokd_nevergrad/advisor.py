@@ -140,7 +140,7 @@ class NevergradAdvisor(Advisor):
             ) from None
 
         self._told: dict[str, tuple[float, ...] | None] = {}  # key -> losses (None: failed)
-        self._asked: dict[str, list[Any]] = {}  # key -> asked candidates not told yet
+        self._asked: dict[str, Any] = {}  # key -> the asked candidate, until it is told
         self._deferred_failures: list[Any] = []  # failed before any success: no scale yet
         self._worst: list[float] | None = None
         self._best: list[float] | None = None
@@ -180,20 +180,16 @@ class NevergradAdvisor(Advisor):
                 continue
             if key in self._asked:
                 continue  # in flight (asked, not told yet): propose something else
-            self._asked[key] = [candidate]
+            self._asked[key] = candidate
             return arch
-        remaining = [
-            p for p in self.space.points() if (k := self.space.key(p)) not in self._told and k not in self._asked
-        ]
-        if not remaining:
-            raise SearchExhausted("every point of the search space was told or is being evaluated")
+        arch = self._untold_at_random()
         self.fallback_proposals += 1
         log.info(
             "nevergrad %s re-proposed told archs %d times in a row; proposing an untold arch at random",
             self.optimizer_name,
             self.max_repeats,
         )
-        return remaining[self._fallback_rng.randrange(len(remaining))]
+        return arch
 
     def tell(self, arch: dict, values: Sequence[float] | None) -> None:
         point = self.space.validate(arch)
@@ -202,14 +198,10 @@ class NevergradAdvisor(Advisor):
         key = self.space.key(point)
         seen_before = key in self._told
         self._told[key] = losses
-        pending = self._asked.get(key)
-        if pending:
-            candidate = pending.pop()
-            if not pending:
-                del self._asked[key]
-        elif seen_before:
-            return  # the optimizer already knows this arch; telling it twice adds nothing
-        else:
+        candidate = self._asked.pop(key, None)  # the optimizer's own proposal, if it was one
+        if candidate is None:
+            if seen_before:
+                return  # the optimizer already knows this arch; telling it twice adds nothing
             indices = dict(zip(self._names, self.space.encode(point), strict=True))
             candidate = self.parametrization.spawn_child(new_value=indices)
         self._tell_optimizer(candidate, losses)
@@ -237,6 +229,18 @@ class NevergradAdvisor(Advisor):
         return out
 
     # --- internals ----------------------------------------------------------------------
+    def _untold_at_random(self) -> dict:
+        taken = self._told.keys() | self._asked.keys()
+        if len(taken) < self.space.size // 2:  # mostly unexplored: rejection sampling is cheap
+            while True:
+                point = self.space.sample(self._fallback_rng)
+                if self.space.key(point) not in taken:
+                    return point
+        remaining = [p for p in self.space.points() if self.space.key(p) not in taken]
+        if not remaining:
+            raise SearchExhausted("every point of the search space was told or is being evaluated")
+        return remaining[self._fallback_rng.randrange(len(remaining))]
+
     @contextlib.contextmanager
     def _own_global_rng(self) -> Iterator[None]:
         np = self._np
