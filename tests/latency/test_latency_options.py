@@ -162,8 +162,8 @@ def test_summary_statistics_by_hand():
 
 def test_a_fast_call_is_batched_into_samples_long_enough_to_time():
     calls = []
-    samples, per_sample = _timing.time_calls(lambda: calls.append(1), warmup=3, repeats=4)
-    assert per_sample > 1
+    samples, cpu, per_sample = _timing.time_calls(lambda: calls.append(1), warmup=3, repeats=4)
+    assert per_sample > 1 and len(cpu) == 4
     # warm-up, one calibration call, then repeats x calls-per-sample
     assert len(calls) == 3 + 1 + 4 * per_sample
     assert len(samples) == 4 and all(s > 0 for s in samples)
@@ -176,10 +176,14 @@ def test_a_slow_call_is_timed_alone():
         calls.append(1)
         time.sleep(_timing.MIN_SAMPLE_S * 1.5)
 
-    samples, per_sample = _timing.time_calls(slow, warmup=0, repeats=3)
+    samples, cpu, per_sample = _timing.time_calls(slow, warmup=0, repeats=3)
     assert per_sample == 1
     assert len(calls) == 1 + 3
     assert all(s >= _timing.MIN_SAMPLE_S * 1.5 for s in samples)
+    # sleeping takes wall time but almost no CPU time: what a busy machine looks like
+    assert all(c < s / 2 for c, s in zip(cpu, samples, strict=True))
+    result = _timing.summarize(samples, cpu, warmup=0, calls_per_repeat=1)
+    assert result.cpu_ms == pytest.approx(sorted(cpu)[1] * 1e3)
 
 
 def test_the_garbage_collector_is_restored():

@@ -198,6 +198,7 @@ def test_latency_is_a_positive_finite_median_with_its_spread_recorded():
     assert record["cv"] >= 0
     assert (record["repeats"], record["warmup"], record["threads"], record["batch_size"]) == (7, 2, 1, 4)
     assert record["calls_per_repeat"] >= 1
+    assert record["cpu_ms"] > 0
     assert record["input_shapes"] == {"0": [4, 64]} and record["framework"] == "pytorch"
 
 

@@ -139,12 +139,12 @@ def _threads_for(threads: int, explicit: bool) -> int | None:
 
 
 def measure(model: Any, inputs: CallInputs, *, warmup: int, repeats: int, threads: int, explicit_threads: bool):
-    """(seconds per call of each sample, calls per sample, threads used)."""
+    """(wall and CPU seconds per call of each sample, calls per sample, threads used)."""
     used = _threads_for(threads, explicit_threads)
     concrete = _traced(model, inputs)
     args, kwargs = inputs.args, inputs.kwargs
-    samples, calls = time_calls(lambda: concrete(*args, **kwargs), warmup=warmup, repeats=repeats)
-    return samples, calls, used
+    wall, cpu, calls = time_calls(lambda: concrete(*args, **kwargs), warmup=warmup, repeats=repeats)
+    return wall, cpu, calls, used
 
 
 # --- FLOPs ------------------------------------------------------------------------------

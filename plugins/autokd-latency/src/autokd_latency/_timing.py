@@ -4,7 +4,9 @@ The method is timeit's: warm-up calls, then ``repeats`` timed samples with the g
 collector off; a sample times enough back-to-back calls to last at least
 ``MIN_SAMPLE_S`` (a sub-millisecond call timed alone is mostly timer and scheduler
 noise) and is divided by their number. The reported latency is the median sample, the
-spread is kept next to it so a noisy measurement shows.
+spread is kept next to it so a noisy measurement shows. The process's CPU time per call
+is kept too: on a busy machine wall time grows while CPU time does not, so a ``cpu_ms``
+far below ``median_ms`` (with one thread) says the machine, not the model, was slow.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class LatencyResult:
 
     :ivar cv: coefficient of variation of the samples (standard deviation / mean).
     :ivar iqr_ms: interquartile range of the samples.
+    :ivar cpu_ms: median CPU time of the process per call (all its threads).
     """
 
     median_ms: float
@@ -43,6 +46,7 @@ class LatencyResult:
     repeats: int
     warmup: int
     calls_per_repeat: int
+    cpu_ms: float | None = None
     threads: int | None = None
     batch_size: int | None = None
     input_shapes: dict = attrs.field(factory=dict)
@@ -53,8 +57,8 @@ class LatencyResult:
         return attrs.asdict(self)
 
 
-def summarize(samples_s: Sequence[float], **fields) -> LatencyResult:
-    """A :class:`LatencyResult` from per-call times in seconds."""
+def summarize(samples_s: Sequence[float], cpu_samples_s: Sequence[float] | None = None, **fields) -> LatencyResult:
+    """A :class:`LatencyResult` from per-call wall (and CPU) times in seconds."""
     if not samples_s:
         raise ValueError("no timing samples")
     ms = sorted(t * 1e3 for t in samples_s)
@@ -75,14 +79,16 @@ def summarize(samples_s: Sequence[float], **fields) -> LatencyResult:
         iqr_ms=q3 - q1,
         cv=stdev / mean if mean > 0 else 0.0,
         repeats=len(ms),
+        cpu_ms=statistics.median(cpu_samples_s) * 1e3 if cpu_samples_s else None,
         **fields,
     )
 
 
-def time_calls(call: Callable[[], object], *, warmup: int, repeats: int) -> tuple[list[float], int]:
+def time_calls(call: Callable[[], object], *, warmup: int, repeats: int) -> tuple[list[float], list[float], int]:
     """Run ``call`` ``warmup`` times, then take ``repeats`` samples.
 
-    :returns: (seconds per call of each sample, calls per sample).
+    :returns: (wall seconds per call of each sample, CPU seconds per call of each
+        sample, calls per sample).
     """
     for _ in range(warmup):
         call()
@@ -90,16 +96,19 @@ def time_calls(call: Callable[[], object], *, warmup: int, repeats: int) -> tupl
     call()  # one more call tells how many make a sample long enough to time
     single = time.perf_counter() - start
     calls = 1 if single >= MIN_SAMPLE_S else min(_MAX_CALLS_PER_SAMPLE, math.ceil(MIN_SAMPLE_S / max(single, 1e-7)))
-    samples: list[float] = []
+    wall: list[float] = []
+    cpu: list[float] = []
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside a sample would be charged to the model
     try:
         for _ in range(repeats):
+            cpu_start = time.process_time()
             start = time.perf_counter()
             for _ in range(calls):
                 call()
-            samples.append((time.perf_counter() - start) / calls)
+            wall.append((time.perf_counter() - start) / calls)
+            cpu.append((time.process_time() - cpu_start) / calls)
     finally:
         if gc_was_enabled:
             gc.enable()
-    return samples, calls
+    return wall, cpu, calls

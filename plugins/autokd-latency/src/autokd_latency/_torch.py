@@ -77,10 +77,10 @@ def _call(model: torch.nn.Module, inputs: CallInputs) -> Callable[[], Any]:
 
 
 def measure(model: torch.nn.Module, inputs: CallInputs, *, warmup: int, repeats: int, threads: int):
-    """(seconds per call of each sample, calls per sample, threads used)."""
+    """(wall and CPU seconds per call of each sample, calls per sample, threads used)."""
     with _threads(threads), _inference(model):
-        samples, calls = time_calls(_call(model, inputs), warmup=warmup, repeats=repeats)
-    return samples, calls, threads
+        wall, cpu, calls = time_calls(_call(model, inputs), warmup=warmup, repeats=repeats)
+    return wall, cpu, calls, threads
 
 
 # torch <= 2.13's FlopCounterMode has no formula for the fused CPU attention kernel that

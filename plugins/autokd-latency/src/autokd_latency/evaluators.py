@@ -96,11 +96,12 @@ def measure_latency(model: Any, example_inputs: Any = None, **options: Any) -> L
     measure_kwargs = dict(warmup=opts["warmup"], repeats=opts["repeats"], threads=opts["threads"])
     if framework == "tensorflow":
         measure_kwargs["explicit_threads"] = explicit_threads
-    samples, calls, threads = _run(
+    wall, cpu, calls, threads = _run(
         "latency", model, inputs, backend.OPS, lambda: backend.measure(model, inputs, **measure_kwargs)
     )
     return summarize(
-        samples,
+        wall,
+        cpu,
         warmup=opts["warmup"],
         calls_per_repeat=calls,
         threads=threads,
