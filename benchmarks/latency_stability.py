@@ -1,0 +1,135 @@
+"""How stable is the ``latency`` evaluator? Measures three BERT sizes built from configs,
+each ``--rounds`` times (the sizes interleaved, in a rotating order, so a slow spell of
+the machine hits all of them), and prints per size the coefficient of variation of the
+reported latency across rounds, and whether the three sizes ranked right every round.
+
+    python benchmarks/latency_stability.py                       # PyTorch, 10 rounds
+    python benchmarks/latency_stability.py --framework tensorflow # in a TF env (threads pinned)
+    python benchmarks/latency_stability.py --seq-len 64 --repeats 20 --threads 2
+
+Exits 1 if any round ranked the sizes wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+import time
+import warnings
+
+# (name, BertConfig overrides): each size has several times the FLOPs of the previous one.
+SIZES = [
+    ("L2-H128", dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=512)),
+    ("L4-H256", dict(num_hidden_layers=4, hidden_size=256, num_attention_heads=4, intermediate_size=1024)),
+    ("L4-H512", dict(num_hidden_layers=4, hidden_size=512, num_attention_heads=8, intermediate_size=2048)),
+]
+
+
+def build(framework: str, overrides: dict):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # transformers<5 warns that its TF classes are deprecated
+        import transformers
+
+        config = transformers.BertConfig(vocab_size=30522, max_position_embeddings=512, **overrides)
+        if framework == "pytorch":
+            return transformers.BertModel(copy.deepcopy(config)).eval()
+        return transformers.TFBertModel(copy.deepcopy(config))
+
+
+def _cv(values: list[float]) -> float:
+    return statistics.stdev(values) / statistics.fmean(values) if len(values) > 1 else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--framework", choices=["pytorch", "tensorflow"], default="pytorch")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--warmup", type=int, default=None, help="evaluator default if left out")
+    parser.add_argument("--repeats", type=int, default=None, help="evaluator default if left out")
+    parser.add_argument("--threads", type=int, default=None, help="evaluator default if left out")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import autokd_latency
+    from autokd import EvalContext
+
+    options = {"batch_size": args.batch_size, "seq_len": args.seq_len}
+    for name in ("warmup", "repeats", "threads"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+
+    if args.framework == "tensorflow":
+        # TF's thread pools can only be fixed before its runtime starts: pin them to the
+        # evaluator's thread count (default 1) so both frameworks are measured alike.
+        default_threads = next(o.default for o in autokd_latency.OPTIONS["latency"] if o.name == "threads")
+        autokd_latency.pin_tensorflow_threads(args.threads or default_threads)
+
+    models = [(name, build(args.framework, overrides)) for name, overrides in SIZES]
+    flops = {
+        name: autokd_latency.count_flops(model, batch_size=args.batch_size, seq_len=args.seq_len, ops="matmul").total
+        for name, model in models
+    }
+    params = {name: autokd_latency.count_params(model).total for name, model in models}
+    expected = [name for name, _ in models]  # fastest first
+
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    reported: dict[str, list[float]] = {name: [] for name, _ in models}
+    within_cv: dict[str, list[float]] = {name: [] for name, _ in models}
+    cpu_ms: dict[str, list[float]] = {name: [] for name, _ in models}
+    rankings_right = []
+    for round_ in range(args.rounds):
+        order = models[round_ % len(models) :] + models[: round_ % len(models)]
+        this_round = {}
+        for name, model in order:
+            context = EvalContext(options=dict(options))
+            this_round[name] = autokd_latency.latency(model, context)
+            within_cv[name].append(context.extras["latency"]["cv"])
+            cpu_ms[name].append(context.extras["latency"]["cpu_ms"])
+        for name, value in this_round.items():
+            reported[name].append(value)
+        ranking = sorted(this_round, key=this_round.get)
+        rankings_right.append(ranking == expected)
+        print(
+            f"round {round_ + 1:2d}: "
+            + "  ".join(f"{name} {this_round[name]:8.2f} ms" for name in expected)
+            + ("" if ranking == expected else "  <- ranked wrong"),
+            flush=True,
+        )
+    elapsed = time.perf_counter() - start
+    threads = context.extras["latency"]["threads"]
+
+    print()
+    print(
+        f"{args.framework}, batch {args.batch_size} x {args.seq_len} tokens, "
+        f"threads {threads}, {args.rounds} rounds in {elapsed:.0f} s, "
+        f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'size':8s} {'params':>11s} {'GFLOPs':>7s} {'latency ms':>11s} {'CV (rounds)':>12s} "
+        f"{'CV (within)':>12s} {'CPU ms':>8s} {'CPU CV (rounds)':>16s}"
+    )
+    for name in expected:
+        print(
+            f"{name:8s} {params[name]:>11,d} {flops[name] / 1e9:>7.3f} {statistics.median(reported[name]):>11.2f} "
+            f"{_cv(reported[name]):>12.1%} {statistics.fmean(within_cv[name]):>12.1%} "
+            f"{statistics.median(cpu_ms[name]):>8.2f} {_cv(cpu_ms[name]):>16.1%}"
+        )
+    print(
+        "CV (rounds): of the reported latency (the median of a measurement) across rounds; CV (within): of the\n"
+        "samples inside one measurement, averaged; CPU ms: the process's CPU time per call, which a busy machine\n"
+        "does not inflate (with 1 thread a latency well above it means the machine was contended)."
+    )
+    right = sum(rankings_right)
+    verdict = "yes" if right == args.rounds else "no"
+    print(f"ranking right every round: {verdict} ({right}/{args.rounds})")
+    return 0 if right == args.rounds else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
