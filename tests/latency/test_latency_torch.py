@@ -112,6 +112,12 @@ def test_built_inputs_are_seeded_token_ids_within_the_vocabulary():
     assert torch.equal(first.kwargs["attention_mask"], torch.ones(2, 5, dtype=torch.long))
 
 
+def test_inputs_follow_the_model_to_its_device():
+    # meta tensors compute shapes only: enough to see that the CPU batch was moved
+    context = EvalContext(example_inputs={"input": torch.randn(5, 8)})
+    assert autokd_latency.flops(nn.Linear(8, 4, device="meta"), context) == 2 * 5 * 8 * 4
+
+
 def test_flops_leave_the_models_training_mode_alone():
     model = mlp(8).train()
     autokd_latency.flops(model, EvalContext(example_inputs=torch.randn(2, 64)))

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import attrs
 from autokd import ConfigError
 
-__all__ = ["CallInputs", "TensorOps", "resolve_inputs", "DEFAULT_SEQ_LEN", "INPUT_SEED"]
+__all__ = ["CallInputs", "TensorOps", "resolve_inputs", "map_leaves", "DEFAULT_SEQ_LEN", "INPUT_SEED"]
 
 DEFAULT_SEQ_LEN = 128
 # Token ids of built inputs come from this seed: every trial is measured on the same batch.
@@ -62,13 +62,13 @@ def _walk_leaves(value: Any, prefix: str, out: list) -> None:
         out.append((prefix, value))
 
 
-def _map_leaves(value: Any, fn: Callable[[Any], Any]) -> Any:
+def map_leaves(value: Any, fn: Callable[[Any], Any]) -> Any:
     if isinstance(value, Mapping):
-        return {key: _map_leaves(item, fn) for key, item in value.items()}
+        return {key: map_leaves(item, fn) for key, item in value.items()}
     if isinstance(value, tuple):
-        return tuple(_map_leaves(item, fn) for item in value)
+        return tuple(map_leaves(item, fn) for item in value)
     if isinstance(value, list):
-        return [_map_leaves(item, fn) for item in value]
+        return [map_leaves(item, fn) for item in value]
     return fn(value)
 
 
@@ -111,7 +111,7 @@ def resolve_inputs(
         args, kwargs = example_inputs, {}
     else:
         args, kwargs = (example_inputs,), {}
-    structure = _map_leaves((args, kwargs), lambda v: ops.convert(v) if _is_numpy(v) else v)
+    structure = map_leaves((args, kwargs), lambda v: ops.convert(v) if _is_numpy(v) else v)
     tensors = [v for _, v in _leaves(structure) if ops.is_tensor(v)]
     path = f"evaluation.{evaluator}"
 
@@ -125,7 +125,7 @@ def resolve_inputs(
                 f"{path}.batch_size: the example inputs hold no tensor with a batch dimension to resize; "
                 f"leave batch_size out or give AutoDistillation.example_inputs as tensors"
             )
-        structure = _map_leaves(
+        structure = map_leaves(
             structure,
             lambda v: (
                 ops.resize(v, 0, batch_size)
@@ -142,7 +142,7 @@ def resolve_inputs(
             )
         example_len = ops.shape(sequences[0])[1]
         if seq_len != example_len:
-            structure = _map_leaves(
+            structure = map_leaves(
                 structure,
                 lambda v: (
                     ops.resize(v, 1, seq_len)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import attrs
 import torch
 from autokd import AutoKDError
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_flop_count
 
-from ._inputs import CallInputs
+from ._inputs import CallInputs, map_leaves
 from ._timing import time_calls
 
 __all__ = ["OPS", "forward_of", "measure", "count_flops", "count_params", "weights_bytes"]
@@ -71,8 +73,35 @@ def _threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _device(model: torch.nn.Module) -> torch.device:
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _on_model_device(model: torch.nn.Module, inputs: CallInputs) -> CallInputs:
+    """The batch moved to the model's device (example batches and built inputs are made
+    on the CPU)."""
+    device = _device(model)
+
+    def move(value: Any) -> Any:
+        return value.to(device) if isinstance(value, torch.Tensor) and value.device != device else value
+
+    return attrs.evolve(inputs, args=map_leaves(inputs.args, move), kwargs=map_leaves(inputs.kwargs, move))
+
+
 def _call(model: torch.nn.Module, inputs: CallInputs) -> Callable[[], Any]:
+    inputs = _on_model_device(model, inputs)
     args, kwargs = inputs.args, inputs.kwargs
+    device = _device(model)
+    if device.type == "cuda":
+        # CUDA calls return before the GPU is done: wait for it, or the time is the launch's.
+        def call() -> Any:
+            out = model(*args, **kwargs)
+            torch.cuda.synchronize(device)
+            return out
+
+        return call
     return lambda: model(*args, **kwargs)
 
 
