@@ -11,7 +11,7 @@ import pytest
 
 from autokd import ConfigError
 
-from conftest import bert_config, distilbert_config, text_data
+from tf_helpers import bert_config, distilbert_config, text_data
 
 
 def args_for(tmp_path):

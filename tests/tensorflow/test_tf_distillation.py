@@ -9,7 +9,7 @@ import pytest
 
 from autokd import ConfigError, LayerMapping, Stage
 
-from conftest import bert_config, text_data
+from tf_helpers import bert_config, text_data
 
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 

@@ -11,7 +11,7 @@ from autokd import ConfigError
 
 @pytest.fixture(scope="module")
 def batch(tf):
-    from conftest import text_data
+    from tf_helpers import text_data
 
     return {"input_ids": tf.constant(text_data(4)["input_ids"])}
 

@@ -65,7 +65,9 @@ class TFOptimization:
     :param eval_dataset: evaluation data, same forms.
     :param compute_metrics: ``compute_metrics(EvalPrediction) -> dict``.
     :param optimizer: a tf-keras optimizer whose class and settings each stage copies, or
-        a config spec ``{'Adam': {'learning_rate': 1e-3}}``.
+        a config spec ``{'Adam': {'learning_rate': 1e-3}}``. Without it, stages use the
+        config's ``train.optimizer`` with ``args.learning_rate`` (when set) as learning
+        rate.
     """
 
     def __init__(
@@ -76,7 +78,6 @@ class TFOptimization:
         eval_dataset: Any = None,
         compute_metrics: Callable | None = None,
         optimizer: Any = None,
-        **_unused: Any,
     ):
         self.model = model
         self.args = args
