@@ -8,7 +8,7 @@ import torch
 
 import autokd
 from autokd_torch import IntermediateLayersKnowledgeDistillationLoss
-from conftest import CosineLossPluginMixin, tiny_bert
+from conftest import ThirdPartyLossPlugin, tiny_bert
 
 ILKD = IntermediateLayersKnowledgeDistillationLoss
 
@@ -214,9 +214,9 @@ def test_hooks_leave_the_student_when_it_is_replaced():
 
 
 def test_a_third_party_loss_is_used_by_name(test_plugin):
-    test_plugin(CosineLossPluginMixin(), "cosine-plugin")
+    test_plugin(ThirdPartyLossPlugin(), "cosine-plugin")
     teacher, student = tiny_bert(seed=0), tiny_bert(seed=1)
-    crit = ILKD([("bert.pooler", "bert.pooler")], ["CosineDistance"], student_model=student, teacher_model=teacher)
+    crit = ILKD([("bert.pooler", "bert.pooler")], ["ThirdPartyCosine"], student_model=student, teacher_model=teacher)
     inputs = batch()
     loss = run(crit, student, teacher, inputs)
     with torch.no_grad():

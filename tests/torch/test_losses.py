@@ -10,7 +10,7 @@ import torch
 import autokd
 from autokd_torch import KnowledgeDistillationLoss
 from autokd_torch.losses import kl_divergence, l1, mse, soft_cross_entropy
-from conftest import CosineLossPluginMixin
+from conftest import ThirdPartyLossPlugin
 
 STUDENT = [[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]
 TEACHER = [[3.0, 2.0, 1.0], [1.0, 0.0, -1.0]]
@@ -150,8 +150,8 @@ def test_missing_labels_with_a_positive_student_weight_is_a_clear_error():
 
 
 def test_a_loss_registered_by_another_plugin_works_by_name(test_plugin):
-    test_plugin(CosineLossPluginMixin(), "cosine-plugin")
-    kd = KnowledgeDistillationLoss(1.0, ["CE", "CosineDistance"], [0.0, 1.0])
+    test_plugin(ThirdPartyLossPlugin(), "cosine-plugin")
+    kd = KnowledgeDistillationLoss(1.0, ["CE", "ThirdPartyCosine"], [0.0, 1.0])
     s = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
     t = torch.tensor([[0.0, 1.0], [2.0, 2.0]])
     # rows: orthogonal (distance 1) and parallel (distance 0)

@@ -114,3 +114,23 @@ def test_a_config_without_stages_is_refused():
     config = autokd.load_config({"search": {"search_space": {"hidden_size": [8]}, "metrics": ["eval_loss"]}})
     with pytest.raises(autokd.AutoKDError, match=r"add e.g. regular_distillation: \{train_steps: \[500\]\}"):
         FlashDistillationTrainFunc(config, torch.nn.Linear(2, 2), [torch.ones(2)])
+
+
+def test_the_whole_24_block_mobilebert_config_of_the_design_is_expressible():
+    config = autokd.load_config(seed_style_config(num_layers=24, flash_steps=500, regular_steps=25000))
+    train_func = FlashDistillationTrainFunc(config, torch.nn.Linear(2, 2), MaskedLMDataset(8), show_progress=False)
+    distillers = train_func.distillers()
+    assert len(distillers) == 25
+    assert [d.block_name for d in distillers[:24]] == [f"mobilebert.encoder.layer.{i}" for i in range(24)]
+    assert distillers[24].block_name is None and distillers[24].train_steps == 25000
+    for i, d in enumerate(distillers[:24]):
+        crit = d.criterion
+        assert d.train_steps == 500
+        assert [(m.student_layer, m.student_process, m.teacher_layer, m.teacher_process) for m in crit.layer_mappings] == [
+            (f"mobilebert.encoder.layer.{i}.attention.self", "1", f"bert.encoder.layer.{i}.attention.self", "1"),
+            (f"mobilebert.encoder.layer.{i}.output", "", f"bert.encoder.layer.{i}.output", ""),
+        ]
+        assert crit.loss_types == ["KL", "MSE"] and crit.loss_weights == [0.5, 0.5] and not crit.add_origin_loss
+    regular = distillers[24].criterion
+    assert regular.loss_types == ["KL"] and regular.add_origin_loss
+    assert len(train_func.teacher.feature_specs) == 24 * 2 + 1
