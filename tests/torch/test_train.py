@@ -82,8 +82,8 @@ def test_the_teacher_is_asked_once_per_step_with_the_examples_dataset_indices():
     calls = []
 
     class RecordingTeacher(TeacherForward):
-        def __call__(self, inputs, indices=None):
-            outputs = super().__call__(inputs, indices)
+        def __call__(self, inputs, indices=None, features=None):
+            outputs = super().__call__(inputs, indices, features)
             calls.append((inputs, indices, outputs))
             return outputs
 
@@ -93,18 +93,22 @@ def test_the_teacher_is_asked_once_per_step_with_the_examples_dataset_indices():
 
     assert len(calls) == 6  # 2 + 2 flash steps, 2 regular steps
     seen = []
-    for inputs, indices, outputs in calls:
+    layer = "bert.encoder.layer.{}."
+    stage_features = [
+        {(layer.format(0) + "attention.self", "1"), (layer.format(0) + "output", "")},
+        {(layer.format(1) + "attention.self", "1"), (layer.format(1) + "output", "")},
+        {("cls", "0")},
+    ]
+    for step, (inputs, indices, outputs) in enumerate(calls):
         assert "labels" not in inputs and "next_sentence_label" not in inputs
         assert torch.equal(inputs["input_ids"], torch.stack([data[i]["input_ids"] for i in indices.tolist()]))
         assert isinstance(outputs, TeacherOutputs)
         assert outputs.logits.shape == (len(indices), 8, 99)
-        # features come back processed: the attention map itself, not the module's tuple
-        assert outputs.features[("bert.encoder.layer.0.attention.self", "1")].shape == (len(indices), 2, 8, 8)
-        assert set(outputs.features) == {
-            ("bert.encoder.layer.0.attention.self", "1"), ("bert.encoder.layer.0.output", ""),
-            ("bert.encoder.layer.1.attention.self", "1"), ("bert.encoder.layer.1.output", ""),
-            ("cls", "0"),
-        }
+        # each stage gets the features of its own mappings, processed: the attention map
+        # itself, not the attention module's tuple
+        assert set(outputs.features) == stage_features[step // 2]
+        if step < 2:
+            assert outputs.features[("bert.encoder.layer.0.attention.self", "1")].shape == (len(indices), 2, 8, 8)
         seen.extend(indices.tolist())
     # 6 batches of 8 over 20 examples: epochs 1 and 2 whole, then 8 of the third
     assert sorted(seen[:20]) == list(range(20)) and sorted(seen[20:40]) == list(range(20))

@@ -462,6 +462,5 @@ class IntermediateLayersKnowledgeDistillationLoss(DistillationCriterion):
         self.teacher_features = dict(outputs.features)
 
     def compute_loss(self, student_outputs: Any, targets: Any) -> torch.Tensor:
-        self.student_features = self._capture.features if self._capture is not None else self.student_features
         origin = origin_loss(student_outputs, targets, type(self).__name__) if self.add_origin_loss else None
         return self.loss_cal_sloss(student_outputs, None, origin)

@@ -3,7 +3,7 @@ some steps), and ``Scheduler``: several runs in order on the same student.
 
 The step, in one place for every built-in path::
 
-    teacher_outputs = teacher(teacher_inputs, indices)   # TeacherForward: the cache seam
+    teacher_outputs = teacher(teacher_inputs, indices, features)  # TeacherForward: the cache seam
     criterion.set_teacher_outputs(teacher_outputs)
     student_outputs = student(**batch)                   # hooks capture student features
     loss = criterion.compute_loss(student_outputs, targets)
@@ -177,13 +177,8 @@ class Distillation:
         criterion = self._criterion()
         if criterion.teacher_model is None:
             criterion.teacher_model = self.teacher_model
-        teacher = self.teacher
-        if teacher is None:
-            teacher = TeacherForward(self.teacher_model, criterion.teacher_feature_specs())
-        else:
-            missing = [s for s in criterion.teacher_feature_specs() if s not in teacher.feature_specs]
-            if missing:
-                raise AutoKDError(f"{self.name}: the teacher does not provide the features {missing}")
+        needed = criterion.teacher_feature_specs()
+        teacher = self.teacher if self.teacher is not None else TeacherForward(self.teacher_model, needed)
         batches, per_epoch = self._batches()
         steps = self._steps(per_epoch)
         trainable = self._trainable(student)
@@ -213,7 +208,7 @@ class Distillation:
                 indices, batch = unwrap(next(batches))
                 batch = to_device(batch, device)
                 student_inputs, teacher_inputs, targets = split_batch(batch)
-                criterion.set_teacher_outputs(teacher(teacher_inputs, indices))
+                criterion.set_teacher_outputs(teacher(teacher_inputs, indices, needed))
                 outputs = call_model(student, student_inputs, **criterion.student_forward_kwargs)
                 loss = criterion.compute_loss(outputs, targets)
                 value = float(loss.detach())

@@ -72,8 +72,8 @@ class TeacherForward:
     """Runs the frozen teacher (eval mode, no grad) and returns :class:`TeacherOutputs`.
 
     :param teacher_model: the teacher.
-    :param feature_specs: the ``(teacher_layer, teacher_process)`` pairs the configured
-        layer mappings need.
+    :param feature_specs: every ``(teacher_layer, teacher_process)`` pair the configured
+        layer mappings need (all stages of a search).
     """
 
     def __init__(self, teacher_model: nn.Module, feature_specs: Iterable[FeatureSpec] = ()):
@@ -81,19 +81,32 @@ class TeacherForward:
             raise AutoKDError("no teacher model: set teacher_model before distilling")
         self.teacher_model = teacher_model
         self.feature_specs: list[FeatureSpec] = list(dict.fromkeys(feature_specs))
-        self.forward_kwargs: dict[str, Any] = {}
-        if uses_attention_maps(teacher_model, [layer for layer, _ in self.feature_specs]):
+        self._attention_specs = {
+            spec for spec in self.feature_specs if uses_attention_maps(teacher_model, [spec[0]])
+        }
+        if self._attention_specs:
             use_eager_attention(teacher_model, "teacher")
-            self.forward_kwargs["output_attentions"] = True
 
-    def __call__(self, inputs: Any, indices: torch.Tensor | None = None) -> TeacherOutputs:
-        """The teacher's outputs for ``inputs`` (a batch without labels); ``indices`` are
-        the dataset indices of its examples (None when the data carries none)."""
+    def __call__(
+        self, inputs: Any, indices: torch.Tensor | None = None, features: Iterable[FeatureSpec] | None = None
+    ) -> TeacherOutputs:
+        """The teacher's outputs for ``inputs`` (a batch without labels).
+
+        :param indices: the dataset indices of the batch's examples (None when the data
+            carries none).
+        :param features: the specs this step needs (default: all ``feature_specs``); a
+            flash stage asks only for its own block's features.
+        """
+        specs = self.feature_specs if features is None else list(dict.fromkeys(features))
+        unknown = [s for s in specs if s not in self.feature_specs]
+        if unknown:
+            raise AutoKDError(f"the teacher was not set up for the features {unknown}")
+        kwargs = {"output_attentions": True} if self._attention_specs.intersection(specs) else {}
         teacher = self.teacher_model
         if teacher.training:
             teacher.eval()
-        with torch.no_grad(), FeatureCapture(teacher, self.feature_specs, "teacher", detach=True) as capture:
-            outputs = call_model(teacher, inputs, **self.forward_kwargs)
+        with torch.no_grad(), FeatureCapture(teacher, specs, "teacher", detach=True) as capture:
+            outputs = call_model(teacher, inputs, **kwargs)
         missing = capture.missing()
         if missing:
             raise AutoKDError(
