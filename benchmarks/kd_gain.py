@@ -86,7 +86,9 @@ def main(argv=None) -> None:
     parser.add_argument("--student-hidden", type=int, default=16)
     parser.add_argument("--train-size", type=int, default=0, help="students see only this many examples (0: all)")
     parser.add_argument("--temperature", type=float, default=4.0)
-    parser.add_argument("--kd-weight", type=float, default=0.5, help="weight of the teacher term (the labels get the rest)")
+    parser.add_argument(
+        "--kd-weight", type=float, default=0.5, help="weight of the teacher term (the labels get the rest)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -109,7 +111,7 @@ def main(argv=None) -> None:
         without.append(a)
         with_kd.append(b)
         print(f"{seed:>4}  {a:>10.4f}  {b:>8.4f}  {b - a:>+7.4f}")
-    gains = [b - a for a, b in zip(without, with_kd)]
+    gains = [b - a for a, b in zip(without, with_kd, strict=True)]
     print(
         f"mean  {statistics.mean(without):>10.4f}  {statistics.mean(with_kd):>8.4f}  {statistics.mean(gains):>+7.4f}"
         f"   (gain sd {statistics.stdev(gains):.4f}, {sum(g > 0 for g in gains)}/{len(gains)} seeds better)"

@@ -178,7 +178,12 @@ def seed_style_config(num_layers=2, flash_steps=2, regular_steps=2, **search):
                 "block_names": [f"mobilebert.encoder.layer.{i}" for i in range(num_layers)],
                 "layer_mappings_for_knowledge_transfer": [
                     [
-                        (f"mobilebert.encoder.layer.{i}.attention.self", "1", f"bert.encoder.layer.{i}.attention.self", "1"),
+                        (
+                            f"mobilebert.encoder.layer.{i}.attention.self",
+                            "1",
+                            f"bert.encoder.layer.{i}.attention.self",
+                            "1",
+                        ),
                         (f"mobilebert.encoder.layer.{i}.output", f"bert.encoder.layer.{i}.output"),
                     ]
                     for i in range(num_layers)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -28,16 +27,23 @@ def test_everything_is_registered_by_the_torch_plugin():
         ("trainers", "pytorch"),
         ("criteria", "KnowledgeDistillationLoss"),
         ("criteria", "IntermediateLayersKnowledgeDistillationLoss"),
-        ("losses", "KL"), ("losses", "CE"), ("losses", "MSE"), ("losses", "L1"),
+        ("losses", "KL"),
+        ("losses", "CE"),
+        ("losses", "MSE"),
+        ("losses", "L1"),
         ("model_builders", "transformers"),
-        ("evaluators", "eval_loss"), ("evaluators", "accuracy"),
+        ("evaluators", "eval_loss"),
+        ("evaluators", "accuracy"),
     }
     assert reg.evaluators.direction("accuracy") is True and reg.evaluators.direction("eval_loss") is False
     backend = reg.trainers.get("pytorch")
     assert isinstance(backend, autokd.Backend) and backend.framework == "pytorch"
     from autokd_torch import IntermediateLayersKnowledgeDistillationLoss
 
-    assert reg.criteria.get("IntermediateLayersKnowledgeDistillationLoss", "pytorch").resolve() is IntermediateLayersKnowledgeDistillationLoss
+    assert (
+        reg.criteria.get("IntermediateLayersKnowledgeDistillationLoss", "pytorch").resolve()
+        is IntermediateLayersKnowledgeDistillationLoss
+    )
 
 
 CONFIG = """
@@ -96,7 +102,10 @@ def test_autokd_run_uses_the_backend_with_an_import_string_teacher(tmp_path):
     agent = run_config(write_config(tmp_path, "tiny_task:teacher"), output_dir=str(tmp_path / "out"), progress=False)
     lines = (tmp_path / "out" / "trials.jsonl").read_text().splitlines()
     trials = [json.loads(line) for line in lines]
-    assert [t["arch"] for t in trials] == [{"hidden_size": 8, "intermediate_size": 12}, {"hidden_size": 16, "intermediate_size": 12}]
+    assert [t["arch"] for t in trials] == [
+        {"hidden_size": 8, "intermediate_size": 12},
+        {"hidden_size": 16, "intermediate_size": 12},
+    ]
     assert [t["status"] for t in trials] == ["ok", "ok"]
     for t in trials:
         assert set(t["metrics"]) == {"accuracy", "eval_loss"}
@@ -110,8 +119,17 @@ def test_autokd_run_uses_the_backend_with_an_import_string_teacher(tmp_path):
 def test_autokd_run_loads_a_teacher_from_a_local_directory(tmp_path, bert_teacher):
     bert_teacher.save_pretrained(tmp_path / "teacher")
     assert (tmp_path / "teacher" / "model.safetensors").exists()
-    code = autokd_main(["run", write_config(tmp_path, str(tmp_path / "teacher")), "--output-dir", str(tmp_path / "out"),
-                        "--max-trials", "1", "--no-progress"])
+    code = autokd_main(
+        [
+            "run",
+            write_config(tmp_path, str(tmp_path / "teacher")),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--max-trials",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     trials = [json.loads(line) for line in (tmp_path / "out" / "trials.jsonl").read_text().splitlines()]
     assert len(trials) == 1 and trials[0]["status"] == "ok"

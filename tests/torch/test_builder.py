@@ -12,9 +12,15 @@ from conftest import bert_config, mobilebert_config, tiny_bert
 
 def test_a_student_of_the_teachers_family_copies_the_teachers_config():
     teacher = tiny_bert()
-    student = transformers_builder({"hidden_size": 16, "num_hidden_layers": 1, "intermediate_size": 20}, teacher=teacher)
+    student = transformers_builder(
+        {"hidden_size": 16, "num_hidden_layers": 1, "intermediate_size": 20}, teacher=teacher
+    )
     assert type(student).__name__ == "BertForSequenceClassification"
-    assert (student.config.hidden_size, student.config.num_hidden_layers, student.config.intermediate_size) == (16, 1, 20)
+    assert (student.config.hidden_size, student.config.num_hidden_layers, student.config.intermediate_size) == (
+        16,
+        1,
+        20,
+    )
     assert student.config.num_labels == 3 and student.config.vocab_size == 99  # the rest is the teacher's
     assert teacher.config.hidden_size == 32  # the teacher's config is not touched
     assert student.bert.encoder.layer[0].attention.self.query.weight.shape == (16, 16)

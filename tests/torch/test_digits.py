@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
 import autokd
@@ -29,7 +28,12 @@ SEARCH = {
         "loss_types": [["MSE"]],
         "train_steps": [60],
     },
-    "regular_distillation": {"loss_types": ["CE", "KL"], "loss_weights": [0.5, 0.5], "temperature": 2.0, "train_steps": [150]},
+    "regular_distillation": {
+        "loss_types": ["CE", "KL"],
+        "loss_weights": [0.5, 0.5],
+        "temperature": 2.0,
+        "train_steps": [150],
+    },
 }
 
 
@@ -41,7 +45,13 @@ def test_a_search_over_mlp_students_with_the_builtin_functions(tmp_path):
     config = autokd.load_config(SEARCH)
     agent = autokd.AutoDistillation(build_mlp, config)
     agent.train_func = FlashDistillationTrainFunc(
-        config, teacher(), train_data(), batch_size=32, optimizer={"Adam": {"learning_rate": 1e-2}}, seed=0, show_progress=False
+        config,
+        teacher(),
+        train_data(),
+        batch_size=32,
+        optimizer={"Adam": {"learning_rate": 1e-2}},
+        seed=0,
+        show_progress=False,
     )
     agent.eval_func = EvalFunc(eval_data(), metrics=["accuracy"])
     agent.show_progress = False
@@ -60,7 +70,12 @@ def test_a_search_over_mlp_students_with_the_builtin_functions(tmp_path):
 
 def test_the_same_search_through_autokd_run(tmp_path):
     config = {
-        "model": {"name": "digits", "framework": "pytorch", "builder": "digits_case:build_mlp", "teacher": "digits_case:teacher"},
+        "model": {
+            "name": "digits",
+            "framework": "pytorch",
+            "builder": "digits_case:build_mlp",
+            "teacher": "digits_case:teacher",
+        },
         "auto_distillation": {
             **SEARCH,
             "search": {**SEARCH["search"], "search_space": {"hidden": [16]}, "max_trials": 1},

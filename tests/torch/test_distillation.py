@@ -68,9 +68,7 @@ def test_distillation_from_the_kd_yaml_trains_the_student(tmp_path, token_data):
         s = initial_student.train()(**inputs).logits
         t = teacher(**inputs).logits
     hard = torch.nn.functional.cross_entropy(s, first["labels"])
-    soft = torch.nn.functional.kl_div(
-        torch.log_softmax(s / 2, -1), torch.softmax(t / 2, -1), reduction="batchmean"
-    )
+    soft = torch.nn.functional.kl_div(torch.log_softmax(s / 2, -1), torch.softmax(t / 2, -1), reduction="batchmean")
     assert distiller.history[0] == pytest.approx((0.25 * hard + 0.75 * 4 * soft).item(), rel=1e-5)
     assert distiller.history[-1] < distiller.history[0]
 
@@ -175,11 +173,17 @@ def test_a_user_train_func_replaces_the_loop():
 def test_an_unknown_optimizer_lists_the_supported_ones():
     with pytest.raises(autokd.ConfigError) as err:
         build_optimizer(torch.nn.Linear(2, 2).parameters(), {"RMSprop": {"learning_rate": 0.1}})
-    assert str(err.value) == "invalid configuration: train.optimizer: unknown optimizer 'RMSprop'; supported: SGD, Adam, AdamW"
+    assert (
+        str(err.value)
+        == "invalid configuration: train.optimizer: unknown optimizer 'RMSprop'; supported: SGD, Adam, AdamW"
+    )
 
 
 def test_an_unknown_optimizer_argument_is_named():
-    with pytest.raises(autokd.ConfigError, match=r"train.optimizer.SGD.betas: unknown argument of SGD; it takes learning_rate, momentum"):
+    with pytest.raises(
+        autokd.ConfigError,
+        match=r"train.optimizer.SGD.betas: unknown argument of SGD; it takes learning_rate, momentum",
+    ):
         build_optimizer(torch.nn.Linear(2, 2).parameters(), {"SGD": {"learning_rate": 0.1, "betas": [0.9, 0.99]}})
 
 
@@ -211,21 +215,29 @@ def test_an_unknown_block_name_names_the_nearest_module(token_data):
     distiller = Distillation(criterion=KnowledgeDistillationLoss(), train_steps=1, block_name="bert.encoder.layer.7")
     distiller.student_model, distiller.teacher_model = tiny_bert(seed=1), tiny_bert(seed=0)
     distiller.train_dataset = token_data[0]
-    with pytest.raises(autokd.ConfigError, match=r"module 'bert.encoder.layer.7' not found in the student .*nearest names: bert.encoder.layer"):
+    with pytest.raises(
+        autokd.ConfigError,
+        match=r"module 'bert.encoder.layer.7' not found in the student .*nearest names: bert.encoder.layer",
+    ):
         distiller.fit()
 
 
 def test_an_unknown_criterion_lists_the_registered_ones(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         distillation:
           train:
             criterion:
               PKDLoss: {}
-    """))
+    """)
+    )
     distiller = Distillation(str(path))
     distiller.student_model = torch.nn.Linear(2, 2)
     distiller.train_dataset = [torch.ones(2)]
-    with pytest.raises(autokd.UnknownNameError, match=r"unknown criterion 'PKDLoss' for framework 'pytorch'. Available: "
-                       r"IntermediateLayersKnowledgeDistillationLoss, KnowledgeDistillationLoss"):
+    with pytest.raises(
+        autokd.UnknownNameError,
+        match=r"unknown criterion 'PKDLoss' for framework 'pytorch'. Available: "
+        r"IntermediateLayersKnowledgeDistillationLoss, KnowledgeDistillationLoss",
+    ):
         distiller.fit()

@@ -15,7 +15,10 @@ ILKD = IntermediateLayersKnowledgeDistillationLoss
 
 def batch(n=4, seq=8, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {"input_ids": torch.randint(1, 99, (n, seq), generator=g), "attention_mask": torch.ones(n, seq, dtype=torch.long)}
+    return {
+        "input_ids": torch.randint(1, 99, (n, seq), generator=g),
+        "attention_mask": torch.ones(n, seq, dtype=torch.long),
+    }
 
 
 def kl_formula(student, teacher):
@@ -110,7 +113,10 @@ def test_mismatching_sizes_get_a_linear_matcher_trained_with_the_student():
     teacher = tiny_bert(seed=0)
     student = tiny_bert(seed=1, hidden_size=16, intermediate_size=20)
     crit = ILKD(
-        [["bert.encoder.layer.1.output", "bert.encoder.layer.1.output"]], ["MSE"], student_model=student, teacher_model=teacher
+        [["bert.encoder.layer.1.output", "bert.encoder.layer.1.output"]],
+        ["MSE"],
+        student_model=student,
+        teacher_model=teacher,
     )
     inputs = batch()
     matchers = crit.init_feature_matchers(inputs)
@@ -157,30 +163,42 @@ def test_an_unknown_module_name_is_an_error_naming_the_nearest_names():
     assert str(err.value) == (
         "invalid configuration: layer_mappings_for_knowledge_transfer: module 'bert.encoder.layers.0.output' "
         "not found in the student (BertForSequenceClassification); nearest names: bert.encoder.layer.0.output, "
-        "bert.encoder.layer.1.output, bert.encoder.layer.0.output.dense. Names are those of model.named_modules(); '' is the model itself"
+        "bert.encoder.layer.1.output, bert.encoder.layer.0.output.dense. "
+        "Names are those of model.named_modules(); '' is the model itself"
     )
 
 
 def test_a_key_process_on_a_tensor_output_names_the_fix():
     teacher, student = tiny_bert(seed=0), tiny_bert(seed=1)
-    crit = ILKD([("bert.encoder.layer.0.output", "hidden", "bert.encoder.layer.0.output", "")], student_model=student, teacher_model=teacher)
-    with pytest.raises(autokd.ConfigError, match=r"student feature bert.encoder.layer.0.output\[hidden\]: process 'hidden' "
-                       r"is a key, but the output is a tensor of shape \(4, 8, 32\); use an index \('0'\) or ''"):
+    crit = ILKD(
+        [("bert.encoder.layer.0.output", "hidden", "bert.encoder.layer.0.output", "")],
+        student_model=student,
+        teacher_model=teacher,
+    )
+    with pytest.raises(
+        autokd.ConfigError,
+        match=r"student feature bert.encoder.layer.0.output\[hidden\]: process 'hidden' "
+        r"is a key, but the output is a tensor of shape \(4, 8, 32\); use an index \('0'\) or ''",
+    ):
         run(crit, student, teacher, batch())
 
 
 def test_the_grouped_form_of_the_flash_config_is_flattened():
     crit = ILKD(
         [
-            [("bert.encoder.layer.0.attention.self", "1", "bert.encoder.layer.0.attention.self", "1"),
-             ("bert.encoder.layer.0.output", "bert.encoder.layer.0.output")],
+            [
+                ("bert.encoder.layer.0.attention.self", "1", "bert.encoder.layer.0.attention.self", "1"),
+                ("bert.encoder.layer.0.output", "bert.encoder.layer.0.output"),
+            ],
             [("bert.encoder.layer.1.output", "bert.encoder.layer.1.output")],
         ],
         [["KL", "MSE"], ["MSE"]],
         [[0.5, 0.5], [1.0]],
     )
     assert [m.student_layer for m in crit.layer_mappings] == [
-        "bert.encoder.layer.0.attention.self", "bert.encoder.layer.0.output", "bert.encoder.layer.1.output"
+        "bert.encoder.layer.0.attention.self",
+        "bert.encoder.layer.0.output",
+        "bert.encoder.layer.1.output",
     ]
     assert crit.loss_types == ["KL", "MSE", "MSE"]
     assert crit.loss_weights == [0.5, 0.5, 1.0]
@@ -188,13 +206,18 @@ def test_the_grouped_form_of_the_flash_config_is_flattened():
 
 
 def test_loss_types_must_match_the_mappings():
-    with pytest.raises(autokd.ConfigError, match="IntermediateLayersKnowledgeDistillationLoss.loss_types: 2 loss types for 1 layer mappings"):
+    with pytest.raises(
+        autokd.ConfigError,
+        match="IntermediateLayersKnowledgeDistillationLoss.loss_types: 2 loss types for 1 layer mappings",
+    ):
         ILKD([("a", "b")], ["MSE", "KL"])
 
 
 def test_add_origin_loss_adds_the_students_own_loss():
     teacher, student = tiny_bert(seed=0), tiny_bert(seed=1)
-    crit = ILKD([("", "logits", "", "logits")], ["MSE"], add_origin_loss=True, student_model=student, teacher_model=teacher)
+    crit = ILKD(
+        [("", "logits", "", "logits")], ["MSE"], add_origin_loss=True, student_model=student, teacher_model=teacher
+    )
     inputs = dict(batch(), labels=torch.tensor([0, 1, 2, 0]))
     crit.teacher_model_forward({k: v for k, v in inputs.items() if k != "labels"})
     outputs = student(**inputs)

@@ -65,7 +65,9 @@ def test_kl_and_ce_average_over_every_position_but_the_last_dimension():
 
 
 def test_losses_reject_features_of_different_shapes():
-    with pytest.raises(ValueError, match=r"KL loss needs features of the same shape, got student \(2, 3\) and teacher \(2, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"KL loss needs features of the same shape, got student \(2, 3\) and teacher \(2, 4\)"
+    ):
         kl_divergence(torch.zeros(2, 3), torch.zeros(2, 4))
 
 
@@ -95,7 +97,7 @@ def test_kl_at_temperature_4_of_the_two_class_example():
     # p_t = softmax([ln 3 / 4, 0]) = [0.568235, 0.431765]; 16 * KL(p_t || [0.5, 0.5])
     kd = KnowledgeDistillationLoss(4.0, ["CE", "KL"], [0.0, 1.0])
     value = kd.teacher_student_loss_cal(torch.zeros(1, 2), torch.tensor([[math.log(3.0), 0.0]])).item()
-    p = 3 ** 0.25 / (3 ** 0.25 + 1)
+    p = 3**0.25 / (3**0.25 + 1)
     assert p == pytest.approx(0.568235, abs=1e-6)
     assert value == pytest.approx(16 * (p * math.log(2 * p) + (1 - p) * math.log(2 * (1 - p))), rel=1e-5)
     assert value == pytest.approx(0.149458, abs=1e-6)

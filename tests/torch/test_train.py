@@ -63,7 +63,12 @@ def test_a_flash_stage_leaves_everything_outside_its_block_unchanged():
         flash[key] = flash[key][1:]  # only the stage of block 1
     del raw["flash_distillation"]["regular_distillation"]
     train_func = FlashDistillationTrainFunc(
-        autokd.load_config(raw), teacher, MaskedLMDataset(32), batch_size=8, optimizer=OPTIMIZER, seed=0,
+        autokd.load_config(raw),
+        teacher,
+        MaskedLMDataset(32),
+        batch_size=8,
+        optimizer=OPTIMIZER,
+        seed=0,
         show_progress=False,
     )
     before = snapshot(student)
@@ -78,7 +83,9 @@ def test_the_teacher_is_asked_once_per_step_with_the_examples_dataset_indices():
     teacher, student = pretraining_pair()
     data = MaskedLMDataset(20)
     config = autokd.load_config(seed_style_config(num_layers=2, flash_steps=2, regular_steps=2))
-    train_func = FlashDistillationTrainFunc(config, teacher, data, batch_size=8, optimizer=OPTIMIZER, seed=3, show_progress=False)
+    train_func = FlashDistillationTrainFunc(
+        config, teacher, data, batch_size=8, optimizer=OPTIMIZER, seed=3, show_progress=False
+    )
     calls = []
 
     class RecordingTeacher(TeacherForward):
@@ -130,7 +137,9 @@ def test_the_whole_24_block_mobilebert_config_of_the_design_is_expressible():
     for i, d in enumerate(distillers[:24]):
         crit = d.criterion
         assert d.train_steps == 500
-        assert [(m.student_layer, m.student_process, m.teacher_layer, m.teacher_process) for m in crit.layer_mappings] == [
+        assert [
+            (m.student_layer, m.student_process, m.teacher_layer, m.teacher_process) for m in crit.layer_mappings
+        ] == [
             (f"mobilebert.encoder.layer.{i}.attention.self", "1", f"bert.encoder.layer.{i}.attention.self", "1"),
             (f"mobilebert.encoder.layer.{i}.output", "", f"bert.encoder.layer.{i}.output", ""),
         ]

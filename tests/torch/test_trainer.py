@@ -7,12 +7,11 @@ import copy
 import json
 
 import numpy as np
-import pytest
 import torch
 
 import autokd
 from autokd_torch import Distillation, KnowledgeDistillationLoss, Trainer
-from conftest import NUM_LABELS, TokenDataset, bert_config, mobilebert_config, seeded, tiny_bert
+from conftest import TokenDataset, bert_config, mobilebert_config, seeded, tiny_bert
 
 
 def training_args(tmp_path, **overrides):
@@ -62,7 +61,12 @@ def oob_config(num_layers=2):
                 "block_names": [f"mobilebert.encoder.layer.{i}" for i in range(num_layers)],
                 "layer_mappings_for_knowledge_transfer": [
                     [
-                        (f"mobilebert.encoder.layer.{i}.attention.self", "1", f"bert.encoder.layer.{i}.attention.self", "1"),
+                        (
+                            f"mobilebert.encoder.layer.{i}.attention.self",
+                            "1",
+                            f"bert.encoder.layer.{i}.attention.self",
+                            "1",
+                        ),
                         (f"mobilebert.encoder.layer.{i}.output", f"bert.encoder.layer.{i}.output"),
                     ]
                     for i in range(num_layers)
@@ -104,7 +108,9 @@ def test_oob_mode_searches_mobilebert_students_of_a_bert_teacher(tmp_path):
         assert t["extras"]["builder"]["model_cls"] == "MobileBertForSequenceClassification"
         assert t["extras"]["builder"]["attn_implementation"] == "eager"
         assert [s["name"] for s in t["extras"]["stages"]] == [
-            "flash 1/2 mobilebert.encoder.layer.0", "flash 2/2 mobilebert.encoder.layer.1", "regular 1/1"
+            "flash 1/2 mobilebert.encoder.layer.0",
+            "flash 2/2 mobilebert.encoder.layer.1",
+            "regular 1/1",
         ]
         assert [s["steps"] for s in t["extras"]["stages"]] == [2, 2, 3]
     agent = trainer.autodistillation_agent
@@ -135,7 +141,12 @@ def test_oob_mode_with_bert_students_and_output_distillation(tmp_path):
             "seed": 3,
         },
         "flash_distillation": {
-            "regular_distillation": {"loss_types": [["CE", "KL"]], "loss_weights": [[0.5, 0.5]], "train_steps": [2], "temperature": 2.0}
+            "regular_distillation": {
+                "loss_types": [["CE", "KL"]],
+                "loss_weights": [[0.5, 0.5]],
+                "train_steps": [2],
+                "temperature": 2.0,
+            }
         },
     }
     trainer.autodistillation(teacher)
@@ -157,7 +168,9 @@ def test_advanced_mode_uses_the_users_functions(tmp_path):
     def model_builder(model_arch_paras):
         from transformers import BertForSequenceClassification
 
-        config = bert_config(hidden_size=model_arch_paras["hidden_size"], intermediate_size=model_arch_paras["intermediate_size"])
+        config = bert_config(
+            hidden_size=model_arch_paras["hidden_size"], intermediate_size=model_arch_paras["intermediate_size"]
+        )
         model = seeded(lambda: BertForSequenceClassification(config), 0)
         built.append(dict(model_arch_paras))
         return model
@@ -177,7 +190,9 @@ def test_advanced_mode_uses_the_users_functions(tmp_path):
         returned.append(metrics)
         return metrics
 
-    trainer = Trainer(model=tiny_bert(seed=1), args=training_args(tmp_path), train_dataset=train_data, eval_dataset=eval_data)
+    trainer = Trainer(
+        model=tiny_bert(seed=1), args=training_args(tmp_path), train_dataset=train_data, eval_dataset=eval_data
+    )
     trainer.autodistillation_config = {
         "search": {
             "search_space": {"hidden_size": [8, 16], "intermediate_size": [12]},
@@ -190,7 +205,11 @@ def test_advanced_mode_uses_the_users_functions(tmp_path):
     best = trainer.autodistillation(teacher, model_builder, train_func=train_func, eval_func=eval_func)
     trials = read_trials(tmp_path / "search" / "trials.jsonl")
     # the grid has 2 points: the search stops when the space is exhausted
-    assert [t["arch"] for t in trials] == built == [{"hidden_size": 8, "intermediate_size": 12}, {"hidden_size": 16, "intermediate_size": 12}]
+    assert (
+        [t["arch"] for t in trials]
+        == built
+        == [{"hidden_size": 8, "intermediate_size": 12}, {"hidden_size": 16, "intermediate_size": 12}]
+    )
     assert [t["metrics"] for t in trials] == returned
     assert trials[0]["metrics"]["params"] < trials[1]["metrics"]["params"]
     assert best in built
@@ -219,7 +238,10 @@ def test_registered_evaluators_get_example_inputs_and_eval_data(tmp_path, test_p
     test_plugin(plugin, "tokens-evaluator")
     teacher = tiny_bert(seed=0)
     trainer = Trainer(
-        model=tiny_bert(seed=1), args=training_args(tmp_path), train_dataset=TokenDataset(16, seed=1), eval_dataset=TokenDataset(8, seed=2)
+        model=tiny_bert(seed=1),
+        args=training_args(tmp_path),
+        train_dataset=TokenDataset(16, seed=1),
+        eval_dataset=TokenDataset(8, seed=2),
     )
     trainer.autodistillation_config = {
         "search": {

@@ -137,7 +137,9 @@ class TorchBackend:
 
         if config.auto_distillation is None:
             raise AutoKDError("auto_distillation: missing: a search needs an auto_distillation section")
-        needs_teacher = train_func is None or (model_builder is None and (config.model.builder or "transformers") == "transformers")
+        needs_teacher = train_func is None or (
+            model_builder is None and (config.model.builder or "transformers") == "transformers"
+        )
         teacher = load_teacher(config.model.teacher) if needs_teacher else None
         options = dict(config.data.options)
         train_data = load_dataset(config.data.train, options, "data.train")

@@ -32,7 +32,15 @@ log = logging.getLogger("autokd.torch")
 # means distilling attention maps, which sdpa attention does not return.
 ATTENTION_NAMES = ("attention", "attn")
 
-_OPTIONS = ("base_config", "model_cls", "teacher", "init_from_teacher", "attn_implementation", "distilled_layers", "seed")
+_OPTIONS = (
+    "base_config",
+    "model_cls",
+    "teacher",
+    "init_from_teacher",
+    "attn_implementation",
+    "distilled_layers",
+    "seed",
+)
 
 
 def _config_fields(config_cls: type) -> set[str]:
@@ -92,9 +100,10 @@ def build_student_config(base_config: Any, arch_params: Mapping[str, Any]):
         for name in unknown:
             near = difflib.get_close_matches(name, sorted(fields), n=1, cutoff=0.8)
             parts.append(f"{name!r}" + (f" (did you mean {', '.join(near)}?)" if near else ""))
+        verb = "is not a field" if len(parts) == 1 else "are not fields"
         raise ConfigError(
-            f"auto_distillation.search.search_space: {', '.join(parts)} {'is not a field' if len(parts) == 1 else 'are not fields'} "
-            f"of {cls.__name__}; the search space names fields of the student's config"
+            f"auto_distillation.search.search_space: {', '.join(parts)} {verb} of {cls.__name__}; "
+            f"the search space names fields of the student's config"
         )
     values = base.to_dict()
     # Derived fields: attributes the constructor does not take (set from other fields),
@@ -167,7 +176,7 @@ def resolve_model_cls(model_cls: Any, teacher: Any = None, config: Any = None) -
         if config is None or getattr(config, "model_type", None) == teacher_type:
             return type(teacher)
         name = type(teacher).__name__
-        task = name[name.index("For"):] if "For" in name else ""
+        task = name[name.index("For") :] if "For" in name else ""
         return getattr(transformers, f"AutoModel{task}", transformers.AutoModel)
     if isinstance(model_cls, str):
         if ":" in model_cls:
@@ -258,9 +267,7 @@ def _init_from_teacher(model: Any, teacher: Any, init: Any) -> Any:
     if init is True:
         init = {}
     if not isinstance(init, Mapping):
-        raise ConfigError(
-            f"model.builder_options.init_from_teacher: true or a mapping of options, got {init!r}"
-        )
+        raise ConfigError(f"model.builder_options.init_from_teacher: true or a mapping of options, got {init!r}")
     if teacher is None:
         raise ConfigError(
             "model.builder_options.init_from_teacher: no teacher to initialise from; the backend and the Trainer "

@@ -393,7 +393,9 @@ class IntermediateLayersKnowledgeDistillationLoss(DistillationCriterion):
     def loss_cal(self) -> torch.Tensor:
         """The weighted sum of the mappings' losses on the latest captured features."""
         total = None
-        for i, (mapping, loss_fn, weight) in enumerate(zip(self.layer_mappings, self.loss_funcs, self.loss_weights)):
+        for i, (mapping, loss_fn, weight) in enumerate(
+            zip(self.layer_mappings, self.loss_funcs, self.loss_weights, strict=True)
+        ):
             student, teacher = self._feature_pair(i, mapping)
             if self.loss_types[i] in _DISTRIBUTION_LOSSES:
                 student, teacher = _as_logits(student), _as_logits(teacher)

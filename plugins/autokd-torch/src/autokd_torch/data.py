@@ -136,7 +136,9 @@ def split_batch(batch: Any) -> tuple[Any, Any, Any]:
             f"a tuple batch is (inputs, labels), got {len(batch)} items; "
             f"use a dict batch (keyword arguments of the model) for more inputs"
         )
-    raise AutoKDError(f"unsupported batch type {type(batch).__name__}: use dicts of tensors, tensors or (inputs, labels)")
+    raise AutoKDError(
+        f"unsupported batch type {type(batch).__name__}: use dicts of tensors, tensors or (inputs, labels)"
+    )
 
 
 def call_model(model: torch.nn.Module, inputs: Any, **kwargs: Any) -> Any:

@@ -55,7 +55,7 @@ def criterion_from_config(criterion: Mapping[str, Any] | None, field: str = "tra
         return KnowledgeDistillationLoss()
     if len(criterion) != 1:
         raise ConfigError(f"{field}: name exactly one criterion, got {sorted(criterion)}")
-    (name, args), = criterion.items()
+    ((name, args),) = criterion.items()
     cls = registry().criteria.get(name, "pytorch")
     kwargs = {_CRITERION_ARG_NAMES.get(k, k): v for k, v in (args or {}).items()}
     try:

@@ -141,7 +141,7 @@ class EvalFunc:
         for name in self.metrics:
             if name in results:
                 continue
-            alias = name[len("eval_"):] if name.startswith("eval_") else "eval_" + name
+            alias = name[len("eval_") :] if name.startswith("eval_") else "eval_" + name
             if alias in results:
                 results[name] = results[alias]
         return results
@@ -152,7 +152,9 @@ def _evaluator(metric: str) -> Callable[[torch.nn.Module, EvalContext], float]:
         options = dict(context.options)
         batch_size = options.pop("batch_size", 32)
         if options:
-            raise ConfigError(f"evaluation.{metric}: unknown option(s) {', '.join(sorted(options))}; it takes batch_size")
+            raise ConfigError(
+                f"evaluation.{metric}: unknown option(s) {', '.join(sorted(options))}; it takes batch_size"
+            )
         if context.eval_data is None:
             raise ConfigError(
                 f"search.metrics: {metric!r} is computed on the evaluation data, but there is none: set data.eval "
@@ -160,7 +162,9 @@ def _evaluator(metric: str) -> Callable[[torch.nn.Module, EvalContext], float]:
             )
         results = evaluate(model, context.eval_data, batch_size=batch_size)
         if metric not in results:
-            raise ValueError(f"{metric} needs labelled evaluation data{' with class labels' if metric == 'accuracy' else ''}")
+            raise ValueError(
+                f"{metric} needs labelled evaluation data{' with class labels' if metric == 'accuracy' else ''}"
+            )
         return results[metric]
 
     evaluator.__name__ = f"{metric}_evaluator"

@@ -87,9 +87,7 @@ def apply_process(output: Any, process: Any, where: str) -> torch.Tensor:
                     f"use an index ('0') or ''"
                 )
             if key not in output:
-                raise ConfigError(
-                    f"{where}: key {process!r} not in the output; it has keys {list(output.keys())}"
-                )
+                raise ConfigError(f"{where}: key {process!r} not in the output; it has keys {list(output.keys())}")
             value = output[key]
     return _tensor_or_error(value, output, process, where)
 

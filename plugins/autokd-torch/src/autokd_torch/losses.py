@@ -27,9 +27,7 @@ __all__ = ["kl_divergence", "soft_cross_entropy", "mse", "l1", "get_loss", "BUIL
 
 def _check_pair(student: torch.Tensor, teacher: torch.Tensor, name: str) -> None:
     if not isinstance(student, torch.Tensor) or not isinstance(teacher, torch.Tensor):
-        raise TypeError(
-            f"{name} loss compares two tensors, got {type(student).__name__} and {type(teacher).__name__}"
-        )
+        raise TypeError(f"{name} loss compares two tensors, got {type(student).__name__} and {type(teacher).__name__}")
     if student.shape != teacher.shape:
         raise ValueError(
             f"{name} loss needs features of the same shape, got student {tuple(student.shape)} and "

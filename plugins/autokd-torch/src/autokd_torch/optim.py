@@ -24,8 +24,10 @@ def build_optimizer(
     (``betas``) become tuples.
     """
     if not isinstance(optimizer, Mapping) or len(optimizer) != 1:
-        raise ConfigError(f"{field}: name exactly one optimizer, e.g. {{SGD: {{learning_rate: 0.001}}}}, got {optimizer!r}")
-    (name, args), = optimizer.items()
+        raise ConfigError(
+            f"{field}: name exactly one optimizer, e.g. {{SGD: {{learning_rate: 0.001}}}}, got {optimizer!r}"
+        )
+    ((name, args),) = optimizer.items()
     canonical = {n.lower(): n for n in SUPPORTED_OPTIMIZERS}.get(str(name).lower())
     if canonical is None:
         raise ConfigError(f"{field}: unknown optimizer {name!r}; supported: {', '.join(SUPPORTED_OPTIMIZERS)}")
@@ -43,8 +45,7 @@ def build_optimizer(
             kwargs[key] = tuple(value) if isinstance(value, list) else value
         else:
             raise ConfigError(
-                f"{field}.{name}.{key}: unknown argument of {canonical}; it takes learning_rate, "
-                f"{', '.join(accepted)}"
+                f"{field}.{name}.{key}: unknown argument of {canonical}; it takes learning_rate, {', '.join(accepted)}"
             )
     params = [p for p in parameters if p.requires_grad]
     if not params:

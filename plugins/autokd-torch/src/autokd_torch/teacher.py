@@ -81,9 +81,7 @@ class TeacherForward:
             raise AutoKDError("no teacher model: set teacher_model before distilling")
         self.teacher_model = teacher_model
         self.feature_specs: list[FeatureSpec] = list(dict.fromkeys(feature_specs))
-        self._attention_specs = {
-            spec for spec in self.feature_specs if uses_attention_maps(teacher_model, [spec[0]])
-        }
+        self._attention_specs = {spec for spec in self.feature_specs if uses_attention_maps(teacher_model, [spec[0]])}
         if self._attention_specs:
             use_eager_attention(teacher_model, "teacher")
 

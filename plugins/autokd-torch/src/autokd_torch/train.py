@@ -85,7 +85,9 @@ class FlashDistillationTrainFunc:
                 "train function has nothing to run; add e.g. regular_distillation: {train_steps: [500]}"
             )
         if train_data is None:
-            raise AutoKDError("the built-in train function needs training data (data.train, or the Trainer's train_dataset)")
+            raise AutoKDError(
+                "the built-in train function needs training data (data.train, or the Trainer's train_dataset)"
+            )
         self.train_data = train_data
         self.data_collator = data_collator
         self.batch_size = batch_size or config.train.batch_size
@@ -142,4 +144,3 @@ class FlashDistillationTrainFunc:
             ],
         )
         return trained
-

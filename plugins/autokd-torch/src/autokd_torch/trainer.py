@@ -96,7 +96,9 @@ class Trainer(transformers.Trainer):
         teacher_model.eval()
         seed = config.search.seed if config.search.seed is not None else self.args.seed
         if model_builder is None:
-            model_builder = functools.partial(self.model_builder_builtin, model_cls=model_cls, teacher_model=teacher_model)
+            model_builder = functools.partial(
+                self.model_builder_builtin, model_cls=model_cls, teacher_model=teacher_model
+            )
         train_dataset = self._dataset(self.train_dataset, "training")
         eval_dataset = self._dataset(self.eval_dataset, "evaluation")
         optimizer, batch_size = self._train_settings(config)
