@@ -139,3 +139,30 @@ def test_choices_sampled_or_not_are_reproducible(deterministic):
     archs = run()
     assert run() == archs
     assert len({SPACE.key(a) for a in archs}) == 8
+
+
+@pytest.mark.filterwarnings("ignore::nevergrad.common.errors.InefficientSettingsWarning")
+def test_an_optimizer_that_needs_a_budget_says_so():
+    # nevergrad's BO asserts a budget deep inside its first tell.
+    advisor = NevergradAdvisor(WIDTHS, [ACCURACY], seed=0, optimizer="BO")
+    with pytest.raises(autokd.AutoKDError) as excinfo:
+        advisor.tell({"width": 3}, [0.5])
+    assert str(excinfo.value) == (
+        "nevergrad optimizer 'BO' failed to learn a told arch (AssertionError): some nevergrad optimizers "
+        "need a budget: set search.advisor_options.budget (e.g. to max_trials), or choose another "
+        "search.advisor_options.optimizer"
+    )
+    NevergradAdvisor(WIDTHS, [ACCURACY], seed=0, optimizer="BO", budget=6).tell({"width": 3}, [0.5])
+
+
+def test_an_optimizer_that_cannot_learn_unasked_archs_still_never_proposes_them():
+    # EDA only learns from its own proposals: a replayed arch is kept out all the same.
+    advisor = NevergradAdvisor(WIDTHS, [ACCURACY], seed=0, optimizer="EDA")
+    advisor.tell({"width": 3}, [0.5])
+    assert advisor.optimizer.num_tell == 0
+    widths = []
+    for _ in range(5):
+        arch = advisor.ask()
+        advisor.tell(arch, [arch["width"] / 6])
+        widths.append(arch["width"])
+    assert sorted(widths) == [1, 2, 4, 5, 6]

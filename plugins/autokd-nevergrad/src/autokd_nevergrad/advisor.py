@@ -166,10 +166,7 @@ class NevergradAdvisor(Advisor):
                 with self._own_global_rng():
                     candidate = self.optimizer.ask()
             except Exception as exc:
-                raise autokd.AutoKDError(
-                    f"nevergrad optimizer {self.optimizer_name!r} failed to propose an arch: "
-                    f"{type(exc).__name__}: {exc}. Choose another search.advisor_options.optimizer"
-                ) from exc
+                raise self._optimizer_failed("propose an arch", exc) from exc
             arch = self._arch(candidate.value)
             key = self.space.key(arch)
             if key in self._told:
@@ -314,9 +311,21 @@ class NevergradAdvisor(Advisor):
                     warnings.simplefilter("ignore", self._ng.errors.BadLossWarning)
                 self.optimizer.tell(candidate, loss)
         except self._ng.errors.TellNotAskedNotSupportedError:
-            # Some optimizers (recast scipy methods, EDA, BO) only learn from their own
+            # Some optimizers (EDA, EMNA, recast scipy methods) only learn from their own
             # proposals; the arch is still in the told set, so it is never proposed again.
             log.debug("nevergrad %s cannot learn from an arch it did not ask for", self.optimizer_name)
+        except Exception as exc:
+            raise self._optimizer_failed("learn a told arch", exc) from exc
+
+    def _optimizer_failed(self, what: str, exc: Exception) -> autokd.AutoKDError:
+        hint = (
+            "some nevergrad optimizers need a budget: set search.advisor_options.budget (e.g. to max_trials), "
+            "or choose another search.advisor_options.optimizer"
+            if self.budget is None
+            else "choose another search.advisor_options.optimizer"
+        )
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return autokd.AutoKDError(f"nevergrad optimizer {self.optimizer_name!r} failed to {what} ({detail}): {hint}")
 
 
 # --- option parsing -----------------------------------------------------------------------
