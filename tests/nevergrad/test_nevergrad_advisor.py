@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import math
 
-import pytest
-from nevergrad_helpers import SPACE, accuracy
-
 import autokd
+import pytest
 from autokd_nevergrad import NevergradAdvisor
+from nevergrad_helpers import SPACE, accuracy
 
 ACCURACY = autokd.Objective("accuracy", True)
 LATENCY = autokd.Objective("latency", False)
@@ -23,7 +22,9 @@ def _record_tells(advisor):
 
     def on_tell(optimizer, candidate, loss):
         losses = candidate.losses
-        told.append((advisor._arch(candidate.value)["width"], tuple(float(v) for v in losses) if losses.size > 1 else loss))
+        told.append(
+            (advisor._arch(candidate.value)["width"], tuple(float(v) for v in losses) if losses.size > 1 else loss)
+        )
 
     advisor.optimizer.register_callback("tell", on_tell)
     return told
@@ -44,7 +45,12 @@ def test_failures_get_worst_loss_plus_spread_and_wait_for_a_first_success():
     assert told[2:] == [(3, -0.5), (4, pytest.approx(-0.2, abs=1e-12))]
     # Archs the optimizer never asked for are told as spawned children.
     assert advisor.optimizer.num_tell_not_asked == 4
-    assert advisor.history == [({"width": 1}, None), ({"width": 2}, (0.8,)), ({"width": 3}, (0.5,)), ({"width": 4}, None)]
+    assert advisor.history == [
+        ({"width": 1}, None),
+        ({"width": 2}, (0.8,)),
+        ({"width": 3}, (0.5,)),
+        ({"width": 4}, None),
+    ]
 
 
 def test_failure_penalty_for_a_lower_is_better_metric():

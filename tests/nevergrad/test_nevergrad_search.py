@@ -9,12 +9,11 @@ import os
 import subprocess
 import sys
 
+import autokd
 import numpy as np
 import pytest
-from nevergrad_helpers import MOBILEBERT_SPACE, SPACE, accuracy, config, make_search, recorded_trials
-
-import autokd
 from autokd_nevergrad import NevergradAdvisor
+from nevergrad_helpers import MOBILEBERT_SPACE, SPACE, accuracy, config, make_search, recorded_trials
 
 NAMES = [
     ("nevergrad", "NGOpt"),
@@ -93,10 +92,12 @@ def _de_proposals() -> list[dict]:
 def test_same_seed_same_proposals_in_another_process():
     # Another process with another hash seed: nothing may depend on set or dict order
     # of the process, or on state left by earlier tests.
-    script = (
-        "import json, sys\n"
-        "from test_nevergrad_search import _de_proposals\n"
-        "json.dump(_de_proposals(), sys.stdout)\n"
+    script = "\n".join(
+        [
+            "import json, sys",
+            "from test_nevergrad_search import _de_proposals",
+            "json.dump(_de_proposals(), sys.stdout)",
+        ]
     )
     done = subprocess.run(
         [sys.executable, "-c", script],
@@ -258,27 +259,35 @@ def _registry_size():
         (
             "nevergrad",
             {"optimizer": "BFGS", "num_workers": 2},
-            "nevergrad optimizer 'BFGS' runs one evaluation at a time: set search.advisor_options.num_workers "
-            "to 1 (got 2) or choose another optimizer",
+            (
+                "nevergrad optimizer 'BFGS' runs one evaluation at a time: set search.advisor_options.num_workers "
+                "to 1 (got 2) or choose another optimizer"
+            ),
         ),
         (
             "DE",
             {"optimizer": "CMA"},
-            "search_algorithm 'DE' is the nevergrad optimizer DE; it does not take "
-            "search.advisor_options.optimizer='CMA'. Use search_algorithm: nevergrad with "
-            "advisor_options.optimizer: CMA instead",
+            (
+                "search_algorithm 'DE' is the nevergrad optimizer DE; it does not take "
+                "search.advisor_options.optimizer='CMA'. Use search_algorithm: nevergrad with "
+                "advisor_options.optimizer: CMA instead"
+            ),
         ),
         (
             "NGOpt",
             {"population": 20},
-            "NevergradAdvisor: unknown search.advisor_options ['population']; accepted: ['budget', "
-            "'deterministic', 'failure_values', 'max_repeats', 'num_workers', 'optimizer']",
+            (
+                "NevergradAdvisor: unknown search.advisor_options ['population']; accepted: ['budget', "
+                "'deterministic', 'failure_values', 'max_repeats', 'num_workers', 'optimizer']"
+            ),
         ),
         (
             "NGOpt",
             {"failure_values": [0.0, 100.0]},
-            "nevergrad advisor: search.advisor_options.failure_values has 2 values, expected one per metric "
-            "['accuracy']",
+            (
+                "nevergrad advisor: search.advisor_options.failure_values has 2 values, expected one per metric "
+                "['accuracy']"
+            ),
         ),
         (
             "NGOpt",
@@ -290,7 +299,7 @@ def _registry_size():
 def test_bad_options_give_a_clear_error(algorithm, options, message):
     search = make_search(config(algorithm, **options))
     with pytest.raises(autokd.ConfigError) as excinfo:
-        search.advisor  # noqa: B018 - the advisor is built on first use
+        _ = search.advisor  # built on first use
     assert str(excinfo.value) == _ADVISOR_OPTIONS + message.format(n=_registry_size())
 
 
@@ -298,14 +307,14 @@ def test_a_misspelt_optimizer_is_matched_or_named(tmp_path):
     search = make_search(config("nevergrad", optimizer="twopointsde"))
     assert search.advisor.optimizer_name == "TwoPointsDE"  # unique case-insensitive match
     with pytest.raises(autokd.ConfigError, match=r"unknown nevergrad optimizer 'NGOptt' .* Did you mean NGOpt, "):
-        make_search(config("nevergrad", optimizer="NGOptt")).advisor  # noqa: B018
+        _ = make_search(config("nevergrad", optimizer="NGOptt")).advisor
 
 
 def test_shared_storage_is_refused_with_the_way_out():
     conf = config("NGOpt")
     conf["auto_distillation"]["search"]["storage"] = "journal:///tmp/study.log"
     with pytest.raises(autokd.ConfigError) as excinfo:
-        make_search(conf).advisor  # noqa: B018
+        _ = make_search(conf).advisor
     assert str(excinfo.value) == _ADVISOR_OPTIONS + (
         "nevergrad advisors keep their state in one process and cannot share a search through "
         "search.storage: remove it, or use an autokd-optuna advisor (BO, TPE, NSGA2) to run one search "
@@ -322,7 +331,9 @@ def test_the_plugin_module_imports_neither_nevergrad_nor_numpy():
         "heavy = [m for m in ('nevergrad', 'numpy', 'torch') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ, "AUTOKD_STRICT_PLUGINS": "1"})
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, timeout=60, env={**os.environ, "AUTOKD_STRICT_PLUGINS": "1"}
+    )
 
 
 def test_the_search_space_of_the_seed_is_searched_as_categories():

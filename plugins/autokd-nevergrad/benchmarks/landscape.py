@@ -25,7 +25,7 @@ import warnings
 import autokd
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "tests", "nevergrad"))
-from nevergrad_helpers import SPACE, accuracy, latency  # noqa: E402
+from nevergrad_helpers import SPACE, accuracy, latency
 
 ACCURACY = autokd.Objective("accuracy", True)
 LATENCY = autokd.Objective("latency", False)

@@ -25,7 +25,7 @@ from typing import Any
 import autokd
 from autokd import Advisor, Objective, SearchExhausted
 
-__all__ = ["NevergradAdvisor", "fixed_optimizer", "NAMED_OPTIMIZERS", "DEFAULT_OPTIMIZER", "DEFAULT_MAX_REPEATS"]
+__all__ = ["DEFAULT_MAX_REPEATS", "DEFAULT_OPTIMIZER", "NAMED_OPTIMIZERS", "NevergradAdvisor", "fixed_optimizer"]
 
 log = logging.getLogger("autokd.nevergrad")
 
@@ -98,8 +98,12 @@ class NevergradAdvisor(Advisor):
                 f"got {self.deterministic!r}"
             )
         failure_values = self.options.get("failure_values")
-        self._failure_losses = None if failure_values is None else self._losses(
-            _number_list(failure_values, len(self.objectives)), field="search.advisor_options.failure_values"
+        self._failure_losses = (
+            None
+            if failure_values is None
+            else self._losses(
+                _number_list(failure_values, len(self.objectives)), field="search.advisor_options.failure_values"
+            )
         )
 
         import numpy as np
@@ -269,7 +273,9 @@ class NevergradAdvisor(Advisor):
                 f"nevergrad advisor: {field} must be finite numbers, got {', '.join(bad)} "
                 f"(a failed trial is told as None)"
             )
-        return tuple(-float(v) if o.higher_is_better else float(v) for o, v in zip(self.objectives, values, strict=True))
+        return tuple(
+            -float(v) if o.higher_is_better else float(v) for o, v in zip(self.objectives, values, strict=True)
+        )
 
     def _raw(self, losses: Sequence[float]) -> tuple[float, ...]:
         return tuple(-v if o.higher_is_better else v for o, v in zip(self.objectives, losses, strict=True))
@@ -279,9 +285,7 @@ class NevergradAdvisor(Advisor):
             return self._failure_losses
         if self._worst is None:
             return None
-        return tuple(
-            w + (w - b if w > b else max(abs(w), 1.0)) for w, b in zip(self._worst, self._best, strict=True)
-        )
+        return tuple(w + (w - b if w > b else max(abs(w), 1.0)) for w, b in zip(self._worst, self._best, strict=True))
 
     def _tell_optimizer(self, candidate: Any, losses: tuple[float, ...] | None) -> None:
         if losses is None:
@@ -369,9 +373,7 @@ def _positive_int_or_none(value: Any, field: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"nevergrad advisor: search.advisor_options.{field} must be a positive integer, got {value!r}"
-        )
+        raise ValueError(f"nevergrad advisor: search.advisor_options.{field} must be a positive integer, got {value!r}")
     return value
 
 
