@@ -126,3 +126,17 @@ def test_a_keras_functional_student_distils_a_named_layer_with_a_matcher(tf):
     assert distiller.criterion.feature_matchers[0].kernel.shape == (4, 12)
     assert np.array_equal(student.get_layer("s_out").kernel.numpy(), out_kernel)
     assert result.losses[-1] < result.losses[0]
+
+
+def test_a_keras_3_model_is_refused_with_the_fix(tf):
+    keras3 = pytest.importorskip("keras")
+    if int(keras3.__version__.split(".")[0]) < 3:
+        pytest.skip("keras is Keras 2 here")
+    from autokd import AutoKDError
+    from autokd_tensorflow import Distiller
+
+    model = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(2)])
+    stage = Stage(None, (), ("CE", "KL"), (0.5, 0.5), False, 1)
+    with pytest.raises(AutoKDError, match=r"the student is a Keras 3 model \(Sequential\); autokd-tensorflow trains Keras 2 "
+                                          r"\(tf-keras\) models: set TF_USE_LEGACY_KERAS=1 before importing tensorflow"):
+        Distiller(model, model, stage, (np.zeros((4, 3), "float32"), np.zeros(4, "int32")))

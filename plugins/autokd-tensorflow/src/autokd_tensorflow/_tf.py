@@ -37,7 +37,8 @@ def check_keras2_model(model, role: str) -> None:
     if module.startswith("keras.") or module == "keras":
         import keras as keras3
 
-        if getattr(keras3, "__version__", "2").split(".")[0] >= "3":
+        major = getattr(keras3, "__version__", "2").split(".")[0]
+        if major.isdigit() and int(major) >= 3:
             raise AutoKDError(
                 f"the {role} is a Keras 3 model ({type(model).__qualname__}); autokd-tensorflow trains Keras 2 "
                 f"(tf-keras) models: set TF_USE_LEGACY_KERAS=1 before importing tensorflow, or build the model "
