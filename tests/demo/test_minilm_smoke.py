@@ -1,0 +1,69 @@
+"""The main job end to end: a 2-trial search compressing all-MiniLM-L6-v2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+TEACHER_PARAMS = 22_713_216  # all-MiniLM-L6-v2 with its pooler, as loaded by the example
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("minilm")
+    result = subprocess.run(
+        [sys.executable, "-m", "autokd_minilm", "--max-trials", "2", "--output-dir", str(out), "--no-progress"],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def test_result_files_are_present_and_well_formed(smoke_run):
+    out, result = smoke_run
+    trials = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    assert [t["trial"] for t in trials] == [0, 1]
+    for t in trials:
+        assert t["status"] == "ok", t["error"]
+        assert set(t["arch"]) == {"num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size"}
+        assert 0 < t["metrics"]["fidelity"] <= 1
+        assert t["metrics"]["latency"] > 0 and t["metrics"]["params"] > 0
+        assert 0 <= t["metrics"]["probe_accuracy"] <= 1
+        assert t["extras"]["builder"]["init_from_teacher"]["layers"]["rule"] == "uniform"
+        assert "latency" in t["extras"]  # the spread of the measurement
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_model_arch"] in [t["arch"] for t in trials]
+    assert [o["name"] for o in summary["objectives"]] == ["fidelity", "latency"]
+    png = (out / "pareto.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    # the closing table: teacher and best student side by side
+    assert "teacher all-MiniLM-L6-v2" in result.stdout and "| student (trial" in result.stdout
+    assert f"{TEACHER_PARAMS:,}" in result.stdout
+
+
+def test_saved_student_loads_offline_and_embeds_with_the_teachers_dimension(smoke_run):
+    out, _ = smoke_run
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from autokd_minilm import task
+
+    best = out / "best"
+    bert = AutoModel.from_pretrained(best)
+    tokenizer = AutoTokenizer.from_pretrained(best)
+    assert bert.config.hidden_size in (96, 144, 192)
+    student = task.load_student(str(best))
+    batch = tokenizer(["How do I reset my password?"], return_tensors="pt")
+    with torch.no_grad():
+        embedding = student(**batch)
+    assert embedding.shape == (1, 384)
+
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    model = sentence_transformers.SentenceTransformer(str(best), device="cpu")
+    vector = model.encode(["How do I reset my password?"])
+    assert vector.shape == (1, 384)
+    torch.testing.assert_close(
+        torch.tensor(vector[0]), torch.nn.functional.normalize(embedding[0], dim=0), atol=1e-4, rtol=1e-4
+    )
