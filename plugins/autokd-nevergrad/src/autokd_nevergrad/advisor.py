@@ -51,7 +51,7 @@ class NevergradAdvisor(Advisor):
     - ``optimizer`` (str, default ``"NGOpt"``): a name of ``nevergrad.optimizers.registry``
       (matched case-insensitively when the match is unique).
     - ``budget`` (int, default None): the number of evaluations the optimizer is told it
-      has. ``NGOpt`` picks its algorithm from the budget, so set it to ``max_trials``.
+      has. ``NGOpt`` uses it to choose and schedule its algorithms: set it to ``max_trials``.
     - ``num_workers`` (int, default 1): evaluations the optimizer expects in parallel.
     - ``failure_values`` (number or list of numbers, default None): the metric values a
       failed trial is told as, one per metric in ``search.metrics`` order (raw values,
