@@ -23,12 +23,23 @@ Width
     ``W -> W P``, one writing them ``W -> P^T W`` with bias ``b -> P^T b``, an embedding table
     ``E -> E P``, a hidden-to-hidden weight ``P^T W P``.
 
-    ``width='pca_embeddings'`` takes the principal directions of the teacher's word embeddings,
+    ``width='pca_embeddings'`` takes the principal directions of the teacher's word embeddings;
     ``'pca_hidden'`` those of the teacher's hidden states (every layer's output, padding
-    excluded) on ``data``, ``'slice'`` the first ``h_s`` coordinates. Principal directions are
+    excluded) on ``data``; ``'select_hidden'`` keeps the ``h_s`` coordinates with the most
+    energy in those hidden states (a coordinate selection, as in weight subcloning, Samragh et
+    al. 2023, which leaves LayerNorm's elementwise scale exact); ``'slice'`` keeps the first
+    ``h_s`` coordinates. Without ``data`` the two hidden-state kinds run the teacher on seeded
+    random token sequences (said so in the report's ``basis_source``). Principal directions are
     those of the uncentred second moment ``X^T X`` (the mean vector is part of what the student
     must carry), and the reported *explained variance* is the fraction of that energy the basis
     keeps, ``||X P||^2 / ||X||^2``; so ``||X - X P P^T||^2 = (1 - explained) ||X||^2``.
+
+    Which basis is best was measured with all-MiniLM-L6-v2 as the teacher
+    (``benchmarks/init_gain.py``): before any training, a hidden-128 student built from
+    hidden-state statistics is far closer to the teacher than one built from the word embeddings,
+    whose principal directions miss the few large-energy coordinates of the residual stream;
+    after a few hundred distillation steps all kinds are close, ``'pca_hidden'`` on the training
+    text ahead.
 
     LayerNorm does not commute with a projection; the approximation used: (1) the PCA basis
     contains the direction ``u = 1/sqrt(h_t)`` and is rotated (a Householder reflection) so that
@@ -244,9 +255,11 @@ def select_teacher_layers(student_layers: int, teacher_layers: int, rule: str | 
 def width_basis(teacher: nn.Module, dim: int, kind: str = "pca_embeddings", data: Any = None) -> WidthBasis:
     """The basis that carries the teacher's hidden space into ``dim`` dimensions.
 
-    ``kind`` is one of ``'pca_embeddings'``, ``'pca_hidden'`` (needs ``data``: a batch of teacher
-    inputs, an ``input_ids`` tensor or a mapping such as a tokenizer's output, or an iterable of
-    such batches) or ``'slice'``. ``dim`` equal to the teacher's width gives the identity.
+    ``kind`` is one of ``'pca_embeddings'``, ``'pca_hidden'``, ``'select_hidden'`` or
+    ``'slice'`` (see the module docstring). The hidden-state kinds use ``data``: a batch of
+    teacher inputs (an ``input_ids`` tensor or a mapping such as a tokenizer's output) or an
+    iterable of such batches; without it, seeded random token sequences. ``dim`` equal to the
+    teacher's width gives the identity.
     """
     _check_choice("width", kind, WIDTH_KINDS)
     embedding = _input_embedding(teacher, "teacher")
@@ -327,6 +340,11 @@ def initialize_from_teacher(
 ) -> InitReport:
     """Initialise ``student`` in place from ``teacher``'s weights; see the module docstring for
     the rules. Returns an :class:`InitReport` (``.to_dict()`` for the trial record).
+
+    ``layers``: ``'uniform'`` or one teacher layer index per student layer. ``width``: the basis
+    kind (:data:`WIDTH_KINDS`); ``data``: teacher inputs for the hidden-state kinds (see
+    :func:`width_basis`). ``heads`` / ``neurons``: the importance score (``'weight_norm'`` or
+    ``'first'``).
 
     ``strict=True`` raises :class:`InitFromTeacherError` (before changing anything) if any
     parameter of the student cannot be initialised; ``strict=False`` initialises what can be and
@@ -924,6 +942,7 @@ _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids"
 def _hidden_state_gram(teacher: nn.Module, data: Any) -> tuple[torch.Tensor, int, int]:
     """``X^T X`` over every hidden state of the teacher on ``data`` (padding excluded)."""
     device = next(teacher.parameters()).device
+    encoder = _bert_base(teacher) or teacher  # a BERT's task head is not needed for its hidden states
     gram, n_states, n_tokens = None, 0, 0
     was_training = teacher.training
     teacher.eval()
@@ -931,7 +950,7 @@ def _hidden_state_gram(teacher: nn.Module, data: Any) -> tuple[torch.Tensor, int
         with torch.no_grad():
             for batch in _batches(data):
                 inputs = {k: v.to(device) for k, v in batch.items() if k in _MODEL_INPUTS and v is not None}
-                outputs = teacher(**inputs, output_hidden_states=True)
+                outputs = encoder(**inputs, output_hidden_states=True)
                 states = outputs.hidden_states
                 mask = inputs.get("attention_mask")
                 keep = (mask if mask is not None else torch.ones(states[0].shape[:2], device=device)).bool()
