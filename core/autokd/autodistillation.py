@@ -94,6 +94,8 @@ class AutoDistillation:
                 options[key] = value
         try:
             return factory(self.search_space, self.objectives, seed=self.seed, **options)
+        except ConfigError:
+            raise  # the advisor already named the field (e.g. search.storage) and the fix
         except TypeError as exc:
             raise ConfigError(
                 f"auto_distillation.search.advisor_options: {search.search_algorithm} rejected the options "
