@@ -1,0 +1,33 @@
+"""autokd-optuna: optuna's Gaussian-process BO, TPE and NSGA-II as autokd advisors.
+
+Advisors ``BO`` (aliases ``bayesian``, ``bo``), ``TPE`` and ``NSGA2`` drive optuna
+through ask-and-tell. With ``search.storage`` (e.g. ``journal:///shared/study.log``) and
+``search.study_name``, several ``autokd run`` processes, on one machine or many, work on
+one search.
+"""
+
+from __future__ import annotations
+
+from .advisor import (
+    REPEAT_ATTR,
+    REPLAYED_ATTR,
+    SKIPPED_ATTR,
+    BOAdvisor,
+    NSGA2Advisor,
+    OptunaAdvisor,
+    TPEAdvisor,
+    evaluation_trials,
+)
+from .storage import open_storage
+
+__all__ = [
+    "BOAdvisor",
+    "NSGA2Advisor",
+    "OptunaAdvisor",
+    "REPEAT_ATTR",
+    "REPLAYED_ATTR",
+    "SKIPPED_ATTR",
+    "TPEAdvisor",
+    "evaluation_trials",
+    "open_storage",
+]
