@@ -243,13 +243,19 @@ class AutoDistillationConfig:
 @attrs.frozen
 class TeacherCacheConfig:
     """``train.teacher_cache``: reuse the frozen teacher's outputs across steps and
-    trials (backends that support it)."""
+    trials (backends that support it).
+
+    :ivar memory_budget_mb: outputs kept in memory; beyond it they go to memory-mapped
+        files under ``directory`` (default ``<output_dir>/teacher_cache``) up to
+        ``disk_budget_mb`` (None: no limit but the disk's); beyond that the teacher runs.
+    """
 
     enabled: bool = True
     dtype: str = "float32"
     memory_budget_mb: float = 2048.0
     directory: str | None = None
     prefill: bool = False
+    disk_budget_mb: float | None = None
 
 
 @attrs.frozen
@@ -819,6 +825,8 @@ def _check_train(train: TrainConfig, path: str, problems: list[str]) -> None:
         problems.append(f"{path}.teacher_cache.dtype: 'float32' or 'float16', got {train.teacher_cache.dtype!r}")
     if train.teacher_cache.memory_budget_mb < 0:
         problems.append(f"{path}.teacher_cache.memory_budget_mb: must be >= 0")
+    if train.teacher_cache.disk_budget_mb is not None and train.teacher_cache.disk_budget_mb < 0:
+        problems.append(f"{path}.teacher_cache.disk_budget_mb: must be >= 0 (or null for no limit)")
     _check_criterion(train.criterion, f"{path}.criterion", problems)
 
 
