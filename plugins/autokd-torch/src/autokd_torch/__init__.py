@@ -30,6 +30,7 @@ _EXPORTS = {
     "FeatureCapture": "features",
     "TeacherForward": "teacher",
     "TeacherOutputs": "teacher",
+    "TeacherOutputCache": "cache",
     "kl_divergence": "losses",
     "soft_cross_entropy": "losses",
     "mse": "losses",

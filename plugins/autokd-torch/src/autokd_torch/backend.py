@@ -147,7 +147,9 @@ class TorchBackend:
         if train_func is None:
             if train_data is None:
                 raise ConfigError("data.train: missing: the built-in train function needs training data")
-            train_func = FlashDistillationTrainFunc(config, teacher, train_data, seed=config.search.seed)
+            train_func = FlashDistillationTrainFunc(
+                config, teacher, train_data, seed=config.search.seed, output_dir=output_dir
+            )
         if eval_func is None:
             metrics = list(config.search.metrics) + list(config.evaluation.record)
             eval_func = EvalFunc(

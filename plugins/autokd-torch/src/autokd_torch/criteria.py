@@ -22,6 +22,7 @@ from autokd import AutoKDError, ConfigError, LayerMapping
 from .data import logits_of
 from .features import FeatureCapture, FeatureSpec, uses_attention_maps
 from .losses import get_loss
+from .cache import LOGITS
 from .teacher import TeacherForward, TeacherOutputs, use_eager_attention
 
 __all__ = [
@@ -45,7 +46,13 @@ class DistillationCriterion(nn.Module):
 
     ``student_model`` and ``teacher_model`` are plain attributes, not submodules: the
     criterion's ``parameters()`` are its own.
+
+    :cvar needs_teacher_logits: whether :meth:`set_teacher_outputs` reads the teacher's
+        logits (the built-in training asks the teacher, or its cache, only for what the
+        criterion reads).
     """
+
+    needs_teacher_logits = True
 
     def __init__(self, student_model: nn.Module | None = None, teacher_model: nn.Module | None = None):
         super().__init__()
@@ -177,6 +184,7 @@ class KnowledgeDistillationLoss(DistillationCriterion):
         self.loss_weights = loss_weights
         self.teacher_student_loss = get_loss(loss_types[1], f"{owner}.loss_types[1]")
         self.teacher_outputs: torch.Tensor | None = None
+        self._teacher_padding: TeacherOutputs | None = None
 
     # --- the design's methods ----------------------------------------------------------
     def teacher_model_forward(self, inputs: Any) -> torch.Tensor:
@@ -220,9 +228,15 @@ class KnowledgeDistillationLoss(DistillationCriterion):
     # --- the training loop's protocol --------------------------------------------------
     def set_teacher_outputs(self, outputs: TeacherOutputs) -> None:
         self.teacher_outputs = outputs.logits
+        self._teacher_padding = outputs
 
     def compute_loss(self, student_outputs: Any, targets: Any) -> torch.Tensor:
-        return self.loss_cal(logits_of(student_outputs), targets)
+        student_logits = logits_of(student_outputs)
+        student_loss = self.student_targets_loss_cal(student_logits, targets) if self.loss_weights[0] else 0.0
+        if self._teacher_padding is not None:
+            # per-token logits: padded positions are zero in the teacher's and the student's
+            student_logits = self._teacher_padding.mask_student(LOGITS, student_logits)
+        return self.loss_cal_sloss(student_logits, self.teacher_outputs, student_loss)
 
 
 def _is_single_mapping(item: Any) -> bool:
@@ -278,14 +292,15 @@ _LOG_FLOOR = 1e-12
 
 
 def _is_distribution(feature: torch.Tensor) -> bool:
-    """Whether ``feature`` already holds probabilities over its last dimension."""
+    """Whether ``feature`` already holds probabilities over its last dimension: rows in
+    [0, 1] summing to 1, except all-zero rows (padded positions, zeroed in teacher and
+    student alike: see :mod:`autokd_torch.padding`)."""
     with torch.no_grad():
-        return bool(
-            feature.is_floating_point()
-            and feature.min() >= 0
-            and feature.max() <= 1
-            and torch.allclose(feature.sum(-1), feature.new_ones(()), atol=1e-3)
-        )
+        if not feature.is_floating_point() or feature.numel() == 0 or feature.min() < 0 or feature.max() > 1:
+            return False
+        sums = feature.sum(-1)
+        ones = (sums - 1).abs() <= 1e-3
+        return bool(ones.any() and (ones | (sums == 0)).all())
 
 
 def _as_logits(feature: torch.Tensor) -> torch.Tensor:
@@ -325,7 +340,14 @@ class IntermediateLayersKnowledgeDistillationLoss(DistillationCriterion):
     feature matcher ``m_i`` is an ``nn.Linear(student_dim, teacher_dim)`` created when the
     shapes are first seen; it is part of :meth:`parameters` and trained with the student.
     ``matcher_initializer(mapping, linear)``, if set, initialises new matchers.
+
+    At padded positions of a padded batch the teacher's per-token features are zero
+    (:mod:`autokd_torch.padding`), and the student's (after its matcher) are zeroed
+    too: padded positions add nothing to the loss. A zero row of an attention map reads
+    as ``log`` of the floor on both sides, so its ``KL`` is zero.
     """
+
+    needs_teacher_logits = False
 
     def __init__(
         self,
@@ -348,6 +370,7 @@ class IntermediateLayersKnowledgeDistillationLoss(DistillationCriterion):
         self.feature_matchers = nn.ModuleDict()
         self.student_features: dict[FeatureSpec, torch.Tensor] = {}
         self.teacher_features: dict[FeatureSpec, torch.Tensor] = {}
+        self._teacher_padding: TeacherOutputs | None = None
         self.loss_funcs = self.init_loss_funcs()
         self.student_model = student_model
 
@@ -424,7 +447,7 @@ class IntermediateLayersKnowledgeDistillationLoss(DistillationCriterion):
             )
         student, teacher = self.student_features[s_spec], self.teacher_features[t_spec]
         if student.shape == teacher.shape:
-            return student, teacher
+            return self._mask_padded(t_spec, student), teacher
         if student.shape[:-1] != teacher.shape[:-1]:
             raise AutoKDError(
                 f"layer mapping {index} ({mapping.student_layer!r} -> {mapping.teacher_layer!r}): student feature "
@@ -438,7 +461,11 @@ class IntermediateLayersKnowledgeDistillationLoss(DistillationCriterion):
             if self.matcher_initializer is not None:
                 self.matcher_initializer(mapping, matcher)
             self.feature_matchers[key] = matcher
-        return self.feature_matchers[key](student), teacher
+        return self._mask_padded(t_spec, self.feature_matchers[key](student)), teacher
+
+    def _mask_padded(self, t_spec: FeatureSpec, student: torch.Tensor) -> torch.Tensor:
+        padding = self._teacher_padding
+        return student if padding is None else padding.mask_student(t_spec, student)
 
     def teacher_feature_specs(self) -> list[FeatureSpec]:
         return list(dict.fromkeys(self._teacher_spec(m) for m in self.layer_mappings))
@@ -462,6 +489,7 @@ class IntermediateLayersKnowledgeDistillationLoss(DistillationCriterion):
 
     def set_teacher_outputs(self, outputs: TeacherOutputs) -> None:
         self.teacher_features = dict(outputs.features)
+        self._teacher_padding = outputs
 
     def compute_loss(self, student_outputs: Any, targets: Any) -> torch.Tensor:
         origin = origin_loss(student_outputs, targets, type(self).__name__) if self.add_origin_loss else None

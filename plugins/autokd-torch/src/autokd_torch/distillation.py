@@ -3,7 +3,7 @@ some steps), and ``Scheduler``: several runs in order on the same student.
 
 The step, in one place for every built-in path::
 
-    teacher_outputs = teacher(teacher_inputs, indices, features)  # TeacherForward: the cache seam
+    teacher_outputs = teacher(teacher_inputs, indices, features)  # TeacherForward: live or cached
     criterion.set_teacher_outputs(teacher_outputs)
     student_outputs = student(**batch)                   # hooks capture student features
     loss = criterion.compute_loss(student_outputs, targets)
@@ -20,11 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from autokd import AutoKDError, Config, ConfigError, load_config, registry
+from autokd import AutoKDError, Config, ConfigError, load_config, record_extra, registry
 from autokd.config import TrainConfig
 
 from .criteria import DistillationCriterion, KnowledgeDistillationLoss
-from .data import call_model, make_dataloader, repeat_batches, split_batch, to_device, unwrap
+from .data import IndexedDataset, call_model, make_dataloader, repeat_batches, split_batch, to_device, unwrap
 from .features import find_module
 from .optim import build_optimizer
 from .teacher import TeacherForward
@@ -85,7 +85,10 @@ class Distillation:
     :ivar block_name: when set, only the parameters under this module train (a flash
         distillation stage); everything else is frozen for the run.
     :ivar teacher: the :class:`TeacherForward` computing the teacher's outputs (default:
-        one for ``teacher_model`` and the criterion's features).
+        one for ``teacher_model`` and the criterion's features, with the teacher-output
+        cache of ``train.teacher_cache`` for this run when the data is a map-style
+        dataset, so that later epochs reuse the teacher's outputs; a given one is shared
+        and prepared by its owner, e.g. the built-in train function).
     :ivar history: the loss of every step of the last :meth:`fit`.
     """
 
@@ -178,8 +181,19 @@ class Distillation:
         if criterion.teacher_model is None:
             criterion.teacher_model = self.teacher_model
         needed = criterion.teacher_feature_specs()
-        teacher = self.teacher if self.teacher is not None else TeacherForward(self.teacher_model, needed)
+        wants_logits = bool(criterion.needs_teacher_logits)
+        owned = self.teacher is None
+        if owned:
+            teacher = TeacherForward(
+                self.teacher_model, needed, logits=wants_logits, cache=self.train_config.teacher_cache
+            )
+        else:
+            teacher = self.teacher
+            teacher.require(needed, logits=wants_logits)
         batches, per_epoch = self._batches()
+        if owned:
+            dataset, collate_fn, batch_size = self._indexed_data()
+            teacher.prepare(dataset, data_collator=collate_fn, batch_size=batch_size, show_progress=self.show_progress)
         steps = self._steps(per_epoch)
         trainable = self._trainable(student)
         trainable_ids = {id(p) for p in trainable}
@@ -208,7 +222,7 @@ class Distillation:
                 indices, batch = unwrap(next(batches))
                 batch = to_device(batch, device)
                 student_inputs, teacher_inputs, targets = split_batch(batch)
-                criterion.set_teacher_outputs(teacher(teacher_inputs, indices, needed))
+                criterion.set_teacher_outputs(teacher(teacher_inputs, indices, needed, wants_logits))
                 outputs = call_model(student, student_inputs, **criterion.student_forward_kwargs)
                 loss = criterion.compute_loss(outputs, targets)
                 value = float(loss.detach())
@@ -227,9 +241,23 @@ class Distillation:
             for p in frozen:
                 p.requires_grad_(True)
             student.train(was_training)
+            if owned:
+                record_extra("teacher_cache", teacher.finish())
         if self.history:
             log.info("%s: loss %.4g -> %.4g", self.name, self.history[0], self.history[-1])
         return student
+
+    def _indexed_data(self) -> tuple[Any, Any, int]:
+        """The dataset the batches index into, its collator and batch size (the dataset
+        is None for batches without indices)."""
+        loader = self.train_dataloader
+        if loader is None:
+            return self.train_dataset, self.data_collator, self.train_config.batch_size
+        dataset = getattr(loader, "dataset", None)
+        if isinstance(dataset, IndexedDataset):  # a loader of make_dataloader
+            collate_fn = getattr(loader.collate_fn, "collate_fn", None)
+            return dataset.dataset, collate_fn, loader.batch_size or self.train_config.batch_size
+        return loader, None, self.train_config.batch_size
 
 
 def _add_new_parameters(optimizer: torch.optim.Optimizer, criterion: nn.Module) -> None:

@@ -10,12 +10,17 @@ student-vs-teacher], ``temperature``), whose student-vs-targets term already is 
 student's own loss, so ``add_origin_loss`` adds nothing there.
 
 All stages of a trial draw from one stream of batches, and all trials of a search share
-one :class:`~autokd_torch.teacher.TeacherForward`: the place a teacher-output cache goes.
+one :class:`~autokd_torch.teacher.TeacherForward` and its teacher-output cache
+(``train.teacher_cache``, issue #8): the teacher runs once per training example and
+output, not once per step of every stage of every trial. A caller that builds a new train
+function per trial (stages that depend on the student) shares one by passing
+``teacher_forward=``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -29,7 +34,7 @@ from .distillation import Distillation, Scheduler, seeded
 from .features import FeatureSpec
 from .teacher import TeacherForward
 
-__all__ = ["FlashDistillationTrainFunc", "stage_criterion", "teacher_feature_specs"]
+__all__ = ["FlashDistillationTrainFunc", "stage_criterion", "teacher_feature_specs", "stages_need_logits"]
 
 log = logging.getLogger("autokd.torch")
 
@@ -48,6 +53,11 @@ def teacher_feature_specs(stages: Iterable[Stage]) -> list[FeatureSpec]:
     return list(dict.fromkeys((m.teacher_layer, m.teacher_process) for s in stages for m in s.layer_mappings))
 
 
+def stages_need_logits(stages: Iterable[Stage]) -> bool:
+    """Whether a stage distils the teacher's logits (output distillation: no mappings)."""
+    return any(not s.layer_mappings for s in stages)
+
+
 class FlashDistillationTrainFunc:
     """``train_func(model) -> model`` running the config's flash and regular stages.
 
@@ -61,6 +71,15 @@ class FlashDistillationTrainFunc:
         optimizer per stage.
     :param seed: seeds the batch order, weight init of matchers and dropout; the same in
         every trial, so trials differ only by their architecture.
+    :param teacher_forward: a :class:`TeacherForward` shared with other train functions
+        (and its cache); default a new one for ``teacher_model`` with the cache of
+        ``config.train.teacher_cache``. With it, ``teacher_model`` may be None.
+    :param output_dir: the search's output directory; the cache's files go to
+        ``<output_dir>/teacher_cache/`` unless ``train.teacher_cache.directory`` is set.
+
+    Each call records ``extras['teacher_cache']`` in the running trial: whether the cache
+    served it (and why not), its hits and misses in examples, and its bytes in memory
+    and on disk.
     """
 
     def __init__(
@@ -74,6 +93,8 @@ class FlashDistillationTrainFunc:
         optimizer: Mapping[str, Any] | None = None,
         seed: int | None = None,
         show_progress: bool = True,
+        teacher_forward: TeacherForward | None = None,
+        output_dir: str | os.PathLike | None = None,
     ):
         if config.auto_distillation is None:
             raise AutoKDError("auto_distillation: missing: the built-in train function runs its stages")
@@ -94,7 +115,25 @@ class FlashDistillationTrainFunc:
         self.optimizer = dict(optimizer or config.train.optimizer)
         self.seed = seed
         self.show_progress = show_progress
-        self.teacher = TeacherForward(teacher_model, teacher_feature_specs(self.flash_stages + self.regular_stages))
+        self.output_dir = None if output_dir is None else os.fspath(output_dir)
+        stages = self.flash_stages + self.regular_stages
+        specs, logits = teacher_feature_specs(stages), stages_need_logits(stages)
+        if teacher_forward is None:
+            self.teacher = TeacherForward(
+                teacher_model, specs, logits=logits, cache=config.train.teacher_cache, output_dir=self.output_dir
+            )
+        else:
+            if not isinstance(teacher_forward, TeacherForward):
+                raise AutoKDError(
+                    f"teacher_forward: expected an autokd_torch.TeacherForward, got {type(teacher_forward).__name__}"
+                )
+            if teacher_model is not None and teacher_model is not teacher_forward.teacher_model:
+                raise AutoKDError(
+                    "teacher_model and teacher_forward.teacher_model are different models: pass the shared "
+                    "TeacherForward alone (teacher_model=None) or a TeacherForward of this teacher"
+                )
+            teacher_forward.require(specs, logits=logits)
+            self.teacher = teacher_forward
 
     @property
     def teacher_model(self) -> nn.Module:
@@ -133,8 +172,18 @@ class FlashDistillationTrainFunc:
 
     def __call__(self, model: nn.Module) -> nn.Module:
         distillers = self.distillers()
-        with seeded(self.seed):
-            trained = Scheduler().combine(*distillers)(model)
+        self.teacher.prepare(
+            self.train_data,
+            data_collator=self.data_collator,
+            batch_size=self.batch_size,
+            output_dir=self.output_dir,
+            show_progress=self.show_progress,
+        )
+        try:
+            with seeded(self.seed):
+                trained = Scheduler().combine(*distillers)(model)
+        finally:
+            record_extra("teacher_cache", self.teacher.finish())
         record_extra(
             "stages",
             [

@@ -9,7 +9,9 @@ on ``eval_dataset``. Advanced mode: any of ``model_builder``, ``train_func`` and
 
 The optimizer and batch size come from the config's ``train`` section when it has one,
 else from the ``TrainingArguments`` (AdamW with ``learning_rate`` and ``weight_decay``,
-``per_device_train_batch_size``). Results go to ``args.output_dir``.
+``per_device_train_batch_size``). Results go to ``args.output_dir``, and so do the files
+of the teacher-output cache (``teacher_cache/``) when its outputs outgrow the memory
+budget.
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class Trainer(transformers.Trainer):
                 optimizer=optimizer,
                 seed=seed,
                 show_progress=not self.args.disable_tqdm,
+                output_dir=self.args.output_dir,
             )
         if eval_func is None:
             eval_func = EvalFunc(
