@@ -21,12 +21,12 @@ from .advisor import (
 from .storage import open_storage
 
 __all__ = [
-    "BOAdvisor",
-    "NSGA2Advisor",
-    "OptunaAdvisor",
     "REPEAT_ATTR",
     "REPLAYED_ATTR",
     "SKIPPED_ATTR",
+    "BOAdvisor",
+    "NSGA2Advisor",
+    "OptunaAdvisor",
     "TPEAdvisor",
     "evaluation_trials",
     "open_storage",

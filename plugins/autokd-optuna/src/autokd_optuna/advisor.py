@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from autokd import Advisor, ConfigError, SearchExhausted
 
@@ -29,14 +29,14 @@ if TYPE_CHECKING:  # pragma: no cover - typing only: optuna is imported lazily
     import optuna
 
 __all__ = [
-    "OptunaAdvisor",
-    "BOAdvisor",
-    "TPEAdvisor",
-    "NSGA2Advisor",
-    "evaluation_trials",
     "REPEAT_ATTR",
-    "SKIPPED_ATTR",
     "REPLAYED_ATTR",
+    "SKIPPED_ATTR",
+    "BOAdvisor",
+    "NSGA2Advisor",
+    "OptunaAdvisor",
+    "TPEAdvisor",
+    "evaluation_trials",
 ]
 
 log = logging.getLogger("autokd")
@@ -115,8 +115,8 @@ class OptunaAdvisor(Advisor):
 
     name = "optuna"
     sampler_class = ""
-    sampler_options: dict[str, Callable[[Any], str | None]] = {}
-    sampler_defaults: dict[str, Any] = {}
+    sampler_options: ClassVar[dict[str, Callable[[Any], str | None]]] = {}
+    sampler_defaults: ClassVar[dict[str, Any]] = {}
     default_max_repeats = 10
     # After a fallback, let the sampler propose once only before falling back again
     # (for samplers whose re-proposals are deterministic and costly).
@@ -228,7 +228,7 @@ class OptunaAdvisor(Advisor):
             )
         except ConfigError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any storage failure (I/O, database, driver) is reported with its URL
             raise ConfigError(
                 f"auto_distillation.search.storage: optuna could not open study {study_name!r} in "
                 f"{storage_url!r}: {type(exc).__name__}: {exc}"
@@ -268,7 +268,7 @@ class OptunaAdvisor(Advisor):
     def _decode(self, params: Mapping[str, Any]) -> dict | None:
         """The arch of optuna ``params``, or None if they are not a point of this space."""
         arch = {}
-        for name, dist in self._distributions.items():
+        for name in self._distributions:
             if name not in params:
                 return None
             value = params[name]
@@ -445,9 +445,7 @@ class OptunaAdvisor(Advisor):
         for radius in range(1, len(names) + 1):
             found: list[tuple[int, float, tuple[int, ...]]] = []
             for changed in itertools.combinations(range(len(names)), radius):
-                alternatives = [
-                    [i for i in range(len(self.space[names[k]])) if i != center_idx[k]] for k in changed
-                ]
+                alternatives = [[i for i in range(len(self.space[names[k]])) if i != center_idx[k]] for k in changed]
                 for combo in itertools.product(*alternatives):
                     budget -= 1
                     indices = list(center_idx)
@@ -557,7 +555,10 @@ class BOAdvisor(OptunaAdvisor):
     default_max_repeats = 2
     # Once stuck it insists: one refit per trial, not three.
     one_attempt_when_stuck = True
-    sampler_options = {"n_startup_trials": _int_at_least(0), "deterministic_objective": _boolean}
+    sampler_options: ClassVar[dict[str, Callable[[Any], str | None]]] = {
+        "n_startup_trials": _int_at_least(0),
+        "deterministic_objective": _boolean,
+    }
 
 
 class TPEAdvisor(OptunaAdvisor):
@@ -570,7 +571,7 @@ class TPEAdvisor(OptunaAdvisor):
 
     name = "TPE"
     sampler_class = "TPESampler"
-    sampler_options = {
+    sampler_options: ClassVar[dict[str, Callable[[Any], str | None]]] = {
         "n_startup_trials": _int_at_least(0),
         "n_ei_candidates": _int_at_least(1),
         "multivariate": _boolean,
@@ -578,7 +579,7 @@ class TPEAdvisor(OptunaAdvisor):
         "constant_liar": _boolean,
     }
     # optuna's default since 5.0; set for 4.x too, as shared studies rely on it.
-    sampler_defaults = {"constant_liar": True}
+    sampler_defaults: ClassVar[dict[str, Any]] = {"constant_liar": True}
 
 
 class NSGA2Advisor(OptunaAdvisor):
@@ -592,10 +593,10 @@ class NSGA2Advisor(OptunaAdvisor):
 
     name = "NSGA2"
     sampler_class = "NSGAIISampler"
-    sampler_options = {
+    sampler_options: ClassVar[dict[str, Callable[[Any], str | None]]] = {
         "population_size": _int_at_least(2),
         "mutation_prob": _probability_or_none,
         "crossover_prob": _probability,
         "swapping_prob": _probability,
     }
-    sampler_defaults = {"population_size": 10}
+    sampler_defaults: ClassVar[dict[str, Any]] = {"population_size": 10}

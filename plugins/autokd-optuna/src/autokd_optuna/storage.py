@@ -8,7 +8,7 @@ from typing import Any
 
 from autokd import ConfigError
 
-__all__ = ["open_storage", "JOURNAL_SCHEME"]
+__all__ = ["JOURNAL_SCHEME", "open_storage"]
 
 JOURNAL_SCHEME = "journal://"
 _RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
@@ -39,7 +39,7 @@ def open_storage(url: str) -> Any:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
 
     if url.startswith(JOURNAL_SCHEME):
-        return _journal_file(url[len(JOURNAL_SCHEME):], url)
+        return _journal_file(url[len(JOURNAL_SCHEME) :], url)
     if scheme in ("redis", "rediss"):
         return _journal_redis(url)
     if scheme.split("+", 1)[0] in _RDB_SCHEMES:
