@@ -247,7 +247,8 @@ class TeacherCacheConfig:
 
     :ivar memory_budget_mb: outputs kept in memory; beyond it they go to memory-mapped
         files under ``directory`` (default ``<output_dir>/teacher_cache``) up to
-        ``disk_budget_mb`` (None: no limit but the disk's); beyond that the teacher runs.
+        ``disk_budget_mb`` (None: the backend's own limit; autokd-torch leaves 1 GB of
+        the disk free); beyond that the teacher runs.
     """
 
     enabled: bool = True

@@ -316,6 +316,28 @@ def test_the_memory_budget_spills_to_disk_and_the_disk_budget_to_the_live_teache
     assert (cached.hits, cached.misses) == (9, 31)  # 5 from memory, 4 from disk, 11 live again
 
 
+def test_without_a_disk_budget_the_disk_tier_stops_while_a_gigabyte_is_free(tmp_path, monkeypatch, caplog):
+    import collections
+
+    usage = collections.namedtuple("usage", "total used free")
+    free = {"bytes": 2**30 + 65 * 2**20}
+    monkeypatch.setattr("autokd_torch.cache.shutil.disk_usage", lambda path: usage(0, 0, free["bytes"]))
+    forward = TeacherForward(
+        teacher_model(), [HIDDEN1], cache=TeacherOutputCache(memory_budget_mb=0, directory=tmp_path)
+    )
+    data = TokenDataset(20, seed=1)
+    forward.prepare(data)
+    one_epoch(forward, data, 8, seed=0)
+    assert forward.cache.disk_bytes == 20 * (8 * 32 + 3) * 4
+    free["bytes"] = 2**30 + 63 * 2**20
+    other = TokenDataset(20, seed=2)
+    forward.prepare(other)
+    with caplog.at_level(logging.WARNING, logger="autokd.torch"):
+        one_epoch(forward, other, 8, seed=0)
+    assert forward.cache.disk_bytes == 0
+    assert "teacher cache: only 1087 MB free on the disk of " in caplog.text
+
+
 def test_float16_storage_halves_the_bytes():
     teacher, data = teacher_model(), TokenDataset(20, seed=1)
     records = {}

@@ -8,8 +8,9 @@ the example's real tokens (:mod:`autokd_torch.padding`) and re-padded to any bat
 
 Storage tiers, in order: memory up to ``memory_budget_mb``; then memory-mapped files
 under ``<directory>/<fingerprint>/`` (``directory`` defaults to
-``<output_dir>/teacher_cache``) up to ``disk_budget_mb``; what fits nowhere is computed
-by the live teacher at every use. Files are raw arrays (``numpy.memmap``) with a JSON
+``<output_dir>/teacher_cache``) up to ``disk_budget_mb`` (without one, while more than
+1 GB of the disk stays free); what fits nowhere is computed by the live teacher at every
+use. Files are raw arrays (``numpy.memmap``) with a JSON
 manifest and ``.npy`` indices loaded with ``allow_pickle=False``: nothing is unpickled.
 
 A cache on disk is reused (``autokd run --resume``) only by a run whose fingerprint is
@@ -30,6 +31,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -59,6 +61,10 @@ LOGITS = "logits"
 FORMAT_VERSION = 1
 _DTYPES = {"float32": torch.float32, "float16": torch.float16}
 _MB = 2**20
+# Without a disk budget the disk tier stops while this much of the disk is still free, and
+# checks the free space every _CHECK_EVERY bytes it writes.
+_MIN_FREE = 2**30
+_CHECK_EVERY = 64 * _MB
 
 
 # --------------------------------------------------------------------------------------
@@ -286,6 +292,7 @@ class _DiskTier:
         self.files: dict[str, _DiskFile] = {}
         self.meta: dict[str, dict] = {}
         self.full = False
+        self._unchecked = _CHECK_EVERY  # check the free space before the first write
         os.makedirs(path, exist_ok=True)
 
     @property
@@ -351,6 +358,20 @@ class _DiskTier:
             )
             self.full = True
             return False
+        if self.budget is None:
+            self._unchecked += nbytes
+            if self._unchecked >= _CHECK_EVERY:
+                self._unchecked = 0
+                free = shutil.disk_usage(self.path).free
+                if free < _MIN_FREE + _CHECK_EVERY:
+                    log.warning(
+                        "teacher cache: only %.0f MB free on the disk of %s; further outputs run the live teacher "
+                        "(set train.teacher_cache.disk_budget_mb or directory)",
+                        free / _MB,
+                        self.path,
+                    )
+                    self.full = True
+                    return False
         stored = self.meta.get(name)
         if stored is not None and tuple(stored["token_dims"]) != meta.token_dims:
             self.stored_meta(name, meta.token_dims)  # rows of another layout: dropped
@@ -401,7 +422,8 @@ class TeacherOutputCache:
     :param directory: where outputs beyond the memory budget go
         (``<directory>/<fingerprint>/``); default ``<output_dir>/teacher_cache`` of the
         search; without either, nothing goes to disk.
-    :param disk_budget_mb: bytes of stored outputs on disk (None: until the disk is full).
+    :param disk_budget_mb: bytes of stored outputs on disk (None: while more than 1 GB of
+        the disk stays free).
     :param prefill: run the teacher over the whole training set when the cache is first
         used, and whenever a trial asks for outputs not yet stored, so that trial times
         are comparable.
