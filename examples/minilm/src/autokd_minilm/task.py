@@ -251,14 +251,25 @@ def _plain(obj: Any) -> Any:
 
 class TrainFunc:
     """``train_func(student)``: autokd-torch's built-in flash + regular distillation on
-    the stages expanded for this student; one teacher (and its output cache) shared by
-    every trial."""
+    the stages expanded for this student. One ``TeacherForward``, and so one
+    teacher-output cache, serves every trial: it is asked up front for every teacher layer
+    any student may be distilled from, so the prefill at the first trial runs the teacher
+    over the training set once and trial times are comparable."""
 
     def __init__(self, config: Config, output_dir: str | None = None, show_progress: bool = True):
+        from autokd_torch import TeacherForward
+
         self.config = config
         self.output_dir = output_dir
         self.show_progress = show_progress
-        self._teacher_forward = None
+        teacher = load_teacher()
+        n_teacher = teacher.bert.config.num_hidden_layers
+        specs = []
+        for stage in config.auto_distillation.flash_stages() + config.auto_distillation.regular_stages():
+            for m in stage.layer_mappings:
+                layers = {m.teacher_layer.replace("{t}", str(t)) for t in range(n_teacher)}
+                specs += [(layer, m.teacher_process) for layer in sorted(layers)]
+        self.teacher_forward = TeacherForward(teacher, specs, cache=config.train.teacher_cache, output_dir=output_dir)
 
     def __call__(self, student: nn.Module) -> nn.Module:
         from autokd_torch import FlashDistillationTrainFunc
@@ -268,11 +279,13 @@ class TrainFunc:
         train, _ = datasets()
         train_func = FlashDistillationTrainFunc(
             stages,
-            load_teacher(),
+            None,
             train,
             data_collator=collate,
             seed=self.config.search.seed,
             show_progress=self.show_progress,
+            teacher_forward=self.teacher_forward,
+            output_dir=self.output_dir,
         )
         return train_func(student)
 
