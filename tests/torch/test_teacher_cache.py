@@ -338,6 +338,19 @@ def test_without_a_disk_budget_the_disk_tier_stops_while_a_gigabyte_is_free(tmp_
     assert "teacher cache: only 1087 MB free on the disk of " in caplog.text
 
 
+def test_bad_cache_settings_name_the_field():
+    with pytest.raises(autokd.ConfigError) as err:
+        TeacherOutputCache.from_config({"memory_budget": 3})
+    assert str(err.value) == (
+        "invalid configuration: train.teacher_cache: unknown keys ['memory_budget'] "
+        "(known: directory, disk_budget_mb, dtype, enabled, memory_budget_mb, prefill)"
+    )
+    with pytest.raises(autokd.ConfigError, match=r"train.teacher_cache.dtype: 'float32' or 'float16', got 'int8'"):
+        TeacherOutputCache(dtype="int8")
+    with pytest.raises(autokd.ConfigError, match=r"train.teacher_cache.memory_budget_mb: a number of megabytes >= 0"):
+        TeacherOutputCache(memory_budget_mb=-1)
+
+
 def test_float16_storage_halves_the_bytes():
     teacher, data = teacher_model(), TokenDataset(20, seed=1)
     records = {}

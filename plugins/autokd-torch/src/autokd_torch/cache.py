@@ -463,19 +463,21 @@ class TeacherOutputCache:
         self._fingerprint_fn: Callable[[], CacheFingerprint] | None = None
         self._fingerprint: CacheFingerprint | None = None
         self._disk_unavailable_logged = False
-        self.hits = 0
-        self.misses = 0
 
     @classmethod
     def from_config(cls, config: TeacherCacheConfig | Mapping[str, Any]) -> TeacherOutputCache:
         """A cache from ``train.teacher_cache``."""
         if isinstance(config, Mapping):
+            known = {f.name for f in attrs.fields(TeacherCacheConfig)}
+            unknown = sorted(set(config) - known)
+            if unknown:
+                raise ConfigError(f"train.teacher_cache: unknown keys {unknown} (known: {', '.join(sorted(known))})")
             config = TeacherCacheConfig(**config)
         return cls(
             dtype=config.dtype,
             memory_budget_mb=config.memory_budget_mb,
             directory=config.directory,
-            disk_budget_mb=getattr(config, "disk_budget_mb", None),
+            disk_budget_mb=config.disk_budget_mb,
             prefill=config.prefill,
             enabled=config.enabled,
         )
