@@ -38,8 +38,9 @@ Width
     (``benchmarks/init_gain.py``): before any training, a hidden-128 student built from
     hidden-state statistics is far closer to the teacher than one built from the word embeddings,
     whose principal directions miss the few large-energy coordinates of the residual stream;
-    after a few hundred distillation steps all kinds are close, ``'pca_hidden'`` on the training
-    text ahead.
+    after 300 distillation steps (batch 32) the mean cosine to the teacher on held-out text is
+    0.48 from random, 0.64 with ``'pca_embeddings'`` and 0.66 with ``'pca_hidden'`` on eight
+    training batches (hidden-192, 4 layers: 0.50, 0.68, 0.72).
 
     LayerNorm does not commute with a projection; the approximation used: (1) the PCA basis
     contains the direction ``u = 1/sqrt(h_t)`` and is rotated (a Householder reflection) so that
