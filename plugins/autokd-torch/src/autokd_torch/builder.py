@@ -280,5 +280,8 @@ def _init_from_teacher(model: Any, teacher: Any, init: Any) -> Any:
             f"model.builder_options.init_from_teacher: this autokd-torch cannot initialise from the teacher ({exc})"
         ) from None
     report = initialize_from_teacher(model, teacher, **dict(init))
+    # Kept on the model so the built-in train function can start the feature matchers from
+    # the same basis (a projection back to the teacher's width), not from random (#9).
+    model.autokd_init_report = report
     to_dict = getattr(report, "to_dict", None)
     return to_dict() if callable(to_dict) else report

@@ -24,6 +24,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from autokd import AutoKDError, Config, Stage, record_extra
@@ -46,6 +47,29 @@ def stage_criterion(stage: Stage) -> DistillationCriterion:
             stage.layer_mappings, stage.loss_types, stage.loss_weights, stage.add_origin_loss
         )
     return KnowledgeDistillationLoss(stage.temperature, stage.loss_types, stage.loss_weights)
+
+
+def basis_matcher_initializer(model: nn.Module) -> Callable | None:
+    """For a student initialised from its teacher (``init_from_teacher``), a
+    ``matcher_initializer`` that starts each feature matcher from the width basis ``P``
+    (weight ``P``, bias 0: the student's ``P^T x`` maps back to ``P P^T x``) instead of
+    random; matchers between other widths keep their own initialisation. None for a
+    student without an init report."""
+    report = next((m.autokd_init_report for m in model.modules() if hasattr(m, "autokd_init_report")), None)
+    if report is None or getattr(report, "basis", None) is None:
+        return None
+    from .init_from_teacher import feature_matcher_init
+
+    def initialize(mapping, linear: nn.Linear) -> None:
+        init = feature_matcher_init(report, linear.in_features, linear.out_features)
+        if init is not None:
+            weight, bias = init
+            with torch.no_grad():
+                linear.weight.copy_(weight.to(linear.weight.dtype))
+                if linear.bias is not None:
+                    linear.bias.copy_(bias.to(linear.bias.dtype))
+
+    return initialize
 
 
 def teacher_feature_specs(stages: Iterable[Stage]) -> list[FeatureSpec]:
@@ -172,6 +196,11 @@ class FlashDistillationTrainFunc:
 
     def __call__(self, model: nn.Module) -> nn.Module:
         distillers = self.distillers()
+        initializer = basis_matcher_initializer(model)
+        if initializer is not None:
+            for distiller in distillers:
+                if isinstance(distiller.criterion, IntermediateLayersKnowledgeDistillationLoss):
+                    distiller.criterion.matcher_initializer = initializer
         self.teacher.prepare(
             self.train_data,
             data_collator=self.data_collator,
