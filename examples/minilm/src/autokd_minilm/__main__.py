@@ -25,6 +25,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="override search.seed")
     parser.add_argument("--resume", action="store_true", help="continue the search recorded in --output-dir")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--train-steps",
+        type=int,
+        nargs=2,
+        metavar=("FLASH", "REGULAR"),
+        default=None,
+        help="override the steps of each flash stage and of the regular stage (e.g. a quick smoke run)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -65,6 +73,17 @@ def _run(args) -> int:
             seed=args.seed if args.seed is not None else search.seed,
         )
         config = attrs.evolve(config, auto_distillation=attrs.evolve(config.auto_distillation, search=search))
+    if args.train_steps is not None:
+        flash_steps, regular_steps = args.train_steps
+        ad = config.auto_distillation
+        config = attrs.evolve(
+            config,
+            auto_distillation=attrs.evolve(
+                ad,
+                flash_distillation=attrs.evolve(ad.flash_distillation, train_steps=[flash_steps]),
+                regular_distillation=attrs.evolve(ad.regular_distillation, train_steps=[regular_steps]),
+            ),
+        )
     out = args.output_dir
     os.makedirs(out, exist_ok=True)
 
