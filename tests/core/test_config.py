@@ -3,7 +3,7 @@
 import pathlib
 
 import pytest
-from conftest import seed_dict_config
+from core_helpers import seed_dict_config
 
 import autokd
 from autokd import ConfigError, LayerMapping, Stage, load_config

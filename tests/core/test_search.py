@@ -4,7 +4,7 @@ import json
 import math
 
 import pytest
-from conftest import seed_dict_config, synthetic_metrics
+from core_helpers import seed_dict_config, synthetic_metrics
 
 import autokd
 from autokd import AutoDistillation, Objective, TrialRecord, pareto_front, select_best
