@@ -554,6 +554,42 @@ def test_prefill_runs_the_teacher_over_the_training_set_before_the_first_step():
     assert [(r["prefilled"], r["hits"], r["misses"]) for r in records] == [(20, 16, 0), (0, 16, 0), (20, 16, 0)]
 
 
+def test_prefill_batches_examples_of_similar_length_and_gives_the_live_teachers_losses():
+    """The prefill pads each batch to its longest example only: it orders the examples by
+    length (the cache stores each example trimmed, so the order cannot change a value)."""
+    teacher, data, student = teacher_model(), RaggedTokens(20), student_model()
+    widths = []
+    counting = lambda examples: (widths.append(max(len(e["input_ids"]) for e in examples)), pad_to_longest(examples))[1]
+    shared = TeacherForward(teacher, cache=TeacherOutputCache(prefill=True), logits=False)
+    shared.require([ATTENTION, HIDDEN0, HIDDEN1], logits=True)
+    shared.prepare(data, data_collator=counting, batch_size=8, show_progress=False)
+    lengths = sorted(len(data[i]["input_ids"]) for i in range(len(data)))
+    assert widths == [lengths[7], lengths[15], lengths[19]]  # batches of the 8, 8, 4 shortest
+    losses = {}
+    for name, forward in (("prefilled", shared), ("live", TeacherForward(teacher, logits=True))):
+        train_func = RecordingTrainFunc(
+            search_config(), None if name == "prefilled" else teacher, data, data_collator=pad_to_longest,
+            seed=0, show_progress=False, teacher_forward=forward,
+        )
+        extras = in_trial(train_func, copy.deepcopy(student))
+        losses[name] = [x for stage in train_func.losses() for x in stage]
+    assert extras["teacher_cache"]["enabled"] is False
+    assert losses["prefilled"] == pytest.approx(losses["live"], rel=1e-5)
+
+
+def test_by_length_orders_token_examples_and_leaves_others_alone():
+    from autokd_torch.data import by_length, example_length
+
+    data = RaggedTokens(6, seed=2)
+    order = by_length(data, list(range(6)))
+    assert sorted(order) == list(range(6))
+    assert [example_length(data[i]) for i in order] == sorted(len(data[i]["input_ids"]) for i in range(6))
+    masked = {"input_ids": torch.tensor([5, 6, 0]), "attention_mask": torch.tensor([1, 1, 0])}
+    assert example_length(masked) == 2 and example_length({"input_ids": [1, 2, 3]}) == 3
+    assert example_length(torch.zeros(4)) is None
+    assert by_length([torch.zeros(3), torch.zeros(1)], [1, 0]) == [1, 0]
+
+
 # --- through a search --------------------------------------------------------------------------
 
 

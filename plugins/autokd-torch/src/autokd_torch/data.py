@@ -33,6 +33,8 @@ __all__ = [
     "logits_of",
     "first_batch",
     "repeat_batches",
+    "example_length",
+    "by_length",
 ]
 
 # Keys of a Hugging Face batch that hold targets: the teacher is called without them.
@@ -201,3 +203,25 @@ def repeat_batches(loader: Iterable) -> Iterator[Any]:
             yield item
         if empty:
             raise AutoKDError("the training data yields no batch")
+
+
+def example_length(example: Any) -> int | None:
+    """The number of tokens of a Hugging Face style example (its ``attention_mask`` sum,
+    else the length of its ``input_ids``); None when the example has no such key."""
+    if not isinstance(example, Mapping):
+        return None
+    mask = example.get("attention_mask")
+    if mask is not None:
+        return int(torch.as_tensor(mask).sum())
+    ids = example.get("input_ids")
+    return None if ids is None else len(ids)
+
+
+def by_length(dataset: Any, indices: list[int]) -> list[int]:
+    """``indices`` ordered by example length, so that batches padded to their longest
+    example carry little padding (inference only: the teacher's cache prefill, evaluation).
+    Unchanged when the examples have no length."""
+    lengths = [example_length(dataset[i]) for i in indices]
+    if any(n is None for n in lengths):
+        return list(indices)
+    return [i for _, i in sorted(zip(lengths, indices))]

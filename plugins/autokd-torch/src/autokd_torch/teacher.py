@@ -380,13 +380,16 @@ class TeacherForward:
     def _prefill(self, data: Any, collate_fn: Any, batch_size: int, show_progress: bool) -> None:
         from tqdm.auto import tqdm
 
-        from .data import make_dataloader, split_batch, to_device
+        from .data import by_length, make_dataloader, split_batch, to_device
 
         keys = self._keys()
         cache = self.cache
         todo = [i for i in range(len(data)) if not all(cache.contains(k, i) for k in keys)]
         if not todo:
             return
+        # examples of similar length together: each batch is padded to its longest only
+        # (entries are stored per example, trimmed to its length, so order does not matter)
+        todo = by_length(data, todo)
         device = next((p.device for p in self.teacher_model.parameters()), torch.device("cpu"))
         subset = torch.utils.data.Subset(data, todo)
         loader = make_dataloader(subset, batch_size, collate_fn=collate_fn, shuffle=False)
