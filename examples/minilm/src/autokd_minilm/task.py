@@ -134,15 +134,20 @@ def latency_inputs(batch_size: int = 8) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def embed(model: nn.Module, data: TokenizedTexts, batch_size: int = 128) -> torch.Tensor:
+def embed(model: nn.Module, data: TokenizedTexts, batch_size: int = 64) -> torch.Tensor:
+    """Sentence embeddings of every example of ``data``, in its order. Batches hold
+    utterances of similar length (mean 12 tokens, longest 40), which more than halves the
+    padding and the time of a length-blind batching."""
     was_training = model.training
     model.eval()
+    order = sorted(range(len(data)), key=lambda i: len(data[i]["input_ids"]))
     out = []
-    for start in range(0, len(data), batch_size):
-        batch = collate([data[i] for i in range(start, min(start + batch_size, len(data)))])
-        out.append(model(**batch))
+    for start in range(0, len(order), batch_size):
+        out.append(model(**collate([data[i] for i in order[start : start + batch_size]])))
     model.train(was_training)
-    return torch.cat(out)
+    embeddings = torch.empty_like(torch.cat(out))
+    embeddings[torch.as_tensor(order)] = torch.cat(out)
+    return embeddings
 
 
 @functools.cache
@@ -155,31 +160,45 @@ def teacher_embeddings() -> tuple[torch.Tensor, torch.Tensor]:
 # --- students ------------------------------------------------------------------------------
 
 
+# Students train for a few hundred steps only: they underfit, and dropout only slows that
+# (measured: fidelity 0.540 -> 0.556 without it, 3-layer hidden-144 student).
+STUDENT_CONFIG = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+BASIS_EXAMPLES = 512  # training utterances whose teacher hidden states give the width basis
+
+
+@functools.cache
+def basis_batches() -> tuple[dict[str, torch.Tensor], ...]:
+    """Batches of training utterances for the ``pca_hidden`` width basis (the principal
+    directions of the teacher's hidden states on this text, not of its word embeddings)."""
+    train, _ = datasets()
+    count = min(BASIS_EXAMPLES, len(train))
+    return tuple(collate([train[i] for i in range(start, min(start + 64, count))]) for start in range(0, count, 64))
+
+
 def build_student(arch: Mapping[str, Any], seed: int = 0) -> SentenceEncoder:
     """A BERT student from the teacher's config with ``arch`` applied, initialised from the
-    teacher (autokd-torch's ``init_from_teacher``: uniform layers, PCA basis of the word
-    embeddings, heads and neurons by weight norm), and a projection to 384 started from the
-    same basis."""
+    teacher (autokd-torch's ``init_from_teacher``: uniform layers, the PCA basis of the
+    teacher's hidden states on training utterances, heads and neurons by weight norm), and a
+    projection to 384 started from the same basis."""
     from autokd_torch import transformers_builder
-    from autokd_torch.init_from_teacher import feature_matcher_init, width_basis
+    from autokd_torch.init_from_teacher import feature_matcher_init
     from transformers import BertModel
 
     teacher = load_teacher()
     bert = transformers_builder(
-        dict(arch),
+        {**STUDENT_CONFIG, **arch},
         teacher=teacher.bert,
         model_cls=BertModel,
-        init_from_teacher={"layers": "uniform", "width": "pca_embeddings"},
+        init_from_teacher={"layers": "uniform", "width": "pca_hidden", "data": basis_batches()},
         attn_implementation="eager",
         seed=seed,
     )
     student = SentenceEncoder(bert, teacher.bert.config.hidden_size)
     if isinstance(student.projection, nn.Linear):
-        basis = width_basis(teacher.bert, bert.config.hidden_size, "pca_embeddings")
-        weight, bias = feature_matcher_init(basis, bert.config.hidden_size, teacher.bert.config.hidden_size)
+        init = feature_matcher_init(bert.autokd_init_report, bert.config.hidden_size, teacher.bert.config.hidden_size)
         with torch.no_grad():
-            student.projection.weight.copy_(weight)
-            student.projection.bias.copy_(bias)
+            student.projection.weight.copy_(init[0])
+            student.projection.bias.copy_(init[1])
     return student
 
 
