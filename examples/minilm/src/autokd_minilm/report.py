@@ -19,7 +19,7 @@ def plot_pareto(records: Sequence[TrialRecord], front: Sequence[TrialRecord], be
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     ax.scatter([r.metrics["latency"] for r in ok], [r.metrics["fidelity"] for r in ok], c="#9aa5b1", s=28, label="trial", zorder=2)
     for r in ok:
-        ax.annotate(str(r.trial), (r.metrics["latency"], r.metrics["fidelity"]), textcoords="offset points", xytext=(4, 3), fontsize=7, color="#52606d")
+        ax.annotate(f"{r.trial}: {arch_label(r.arch)}", (r.metrics["latency"], r.metrics["fidelity"]), textcoords="offset points", xytext=(4, 3), fontsize=7, color="#52606d")
     pts = sorted((r.metrics["latency"], r.metrics["fidelity"]) for r in front)
     if pts:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color="#2f80ed", ms=6, lw=1.5, label="Pareto front", zorder=3)
@@ -27,14 +27,23 @@ def plot_pareto(records: Sequence[TrialRecord], front: Sequence[TrialRecord], be
         ax.scatter([best.metrics["latency"]], [best.metrics["fidelity"]], marker="*", s=260, c="#eb5757", edgecolors="black", linewidths=0.6, label=f"chosen (trial {best.trial})", zorder=4)
     failed = len(records) - len(ok)
     title = f"all-MiniLM-L6-v2 students: {len(ok)} trials" + (f" ({failed} failed, not drawn)" if failed else "")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title + "\nL layers, H hidden size, A attention heads, F feed-forward size", fontsize=9)
     ax.set_xlabel(latency_label)
     ax.set_ylabel("fidelity: mean cosine to teacher embedding (held-out)")
+    ax.margins(x=0.18, y=0.08)  # room for the labels
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+_SHORT = {"num_hidden_layers": "L", "hidden_size": "H", "num_attention_heads": "A", "intermediate_size": "F"}
+
+
+def arch_label(arch: dict) -> str:
+    """``L3 H144 A12 F384``: layers, hidden size, attention heads, FFN size."""
+    return " ".join(f"{_SHORT.get(k, k + '=')}{v}" for k, v in arch.items())
 
 
 def comparison_table(rows: Sequence[tuple[str, dict]]) -> str:
