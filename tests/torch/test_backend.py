@@ -116,6 +116,23 @@ def test_autokd_run_uses_the_backend_with_an_import_string_teacher(tmp_path):
     assert len(agent.eval_data) == 12  # data.options size=24 reached the eval function
 
 
+def test_a_pca_hidden_basis_is_taken_from_the_training_data(tmp_path):
+    """``init_from_teacher: {width: pca_hidden}`` in YAML: the backend hands the builder the
+    first training examples (the basis of the teacher's hidden states on the task's text,
+    not on random tokens); ``data.options size=24`` gives 24 examples of 8 tokens."""
+    text = CONFIG.replace(
+        "    model_cls: AutoModelForSequenceClassification\n",
+        "    model_cls: AutoModelForSequenceClassification\n    init_from_teacher: {{width: pca_hidden}}\n",
+    )
+    path = tmp_path / "search.yaml"
+    path.write_text(text.format(teacher="tiny_task:teacher"))
+    run_config(str(path), output_dir=str(tmp_path / "out"), max_trials=1, progress=False)
+    (trial,) = [json.loads(line) for line in (tmp_path / "out" / "trials.jsonl").read_text().splitlines()]
+    width = trial["extras"]["builder"]["init_from_teacher"]["width"]
+    assert width["kind"] == "pca_hidden"
+    assert width["basis_source"] == "teacher hidden states on data (3 layer outputs x 192 tokens)"
+
+
 def test_autokd_run_loads_a_teacher_from_a_local_directory(tmp_path, bert_teacher):
     bert_teacher.save_pretrained(tmp_path / "teacher")
     assert (tmp_path / "teacher" / "model.safetensors").exists()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from autokd import AutoKDError, Config, ConfigError, SearchFunctions, registry
@@ -91,13 +91,50 @@ def distilled_student_layers(config: Config) -> list[str]:
     return [m.student_layer for s in stages for m in s.layer_mappings]
 
 
+# Training examples whose teacher hidden states give the ``pca_hidden`` / ``select_hidden``
+# width basis when ``init_from_teacher`` names no ``data`` of its own.
+BASIS_EXAMPLES = 512
+_HIDDEN_BASES = ("pca_hidden", "select_hidden")
+
+
+class BasisData:
+    """The teacher inputs of the first ``limit`` examples of ``dataset``, in batches of 64
+    (collated once, on first use): the ``data`` of ``init_from_teacher`` for the
+    hidden-state width bases."""
+
+    def __init__(self, dataset: Any, data_collator: Any = None, limit: int = BASIS_EXAMPLES):
+        self.dataset, self.data_collator, self.limit = dataset, data_collator, limit
+        self._batches: list | None = None
+
+    def __iter__(self):
+        if self._batches is None:
+            import torch
+
+            from .data import make_dataloader, split_batch, unwrap
+
+            count = min(self.limit, len(self.dataset))
+            subset = torch.utils.data.Subset(self.dataset, range(count))
+            loader = make_dataloader(subset, 64, collate_fn=self.data_collator, shuffle=False)
+            self._batches = [split_batch(unwrap(item)[1])[1] for item in loader]
+            log.info("init_from_teacher: width basis from the teacher's hidden states on %d training examples", count)
+        return iter(self._batches)
+
+
 def builtin_builder(
-    config: Config, teacher: Any, defaults: dict | None = None, overrides: dict | None = None
+    config: Config,
+    teacher: Any,
+    defaults: dict | None = None,
+    overrides: dict | None = None,
+    *,
+    train_data: Any = None,
+    data_collator: Any = None,
 ) -> Callable[[dict], Any]:
     """``model.builder`` (a registered name or an import string, default
     ``transformers``) with ``model.builder_options`` over ``defaults`` and under
     ``overrides``; the transformers builder also gets the teacher, the search seed and the
-    distilled layers."""
+    distilled layers, and, for ``init_from_teacher`` with ``width: pca_hidden`` (or
+    ``select_hidden``) and no ``data``, the first :data:`BASIS_EXAMPLES` examples of
+    ``train_data`` for the basis (the same batches for every trial)."""
     name = config.model.builder or "transformers"
     if ":" in name:
         from autokd.cli import import_string
@@ -111,6 +148,16 @@ def builtin_builder(
         options.setdefault("distilled_layers", distilled_student_layers(config))
         if config.auto_distillation is not None:
             options.setdefault("seed", config.search.seed)
+        init = options.get("init_from_teacher")
+        if (
+            isinstance(init, Mapping)
+            and init.get("width") in _HIDDEN_BASES
+            and "data" not in init
+            and train_data is not None
+            and hasattr(train_data, "__getitem__")
+            and hasattr(train_data, "__len__")
+        ):
+            options["init_from_teacher"] = {**init, "data": BasisData(train_data, data_collator)}
 
     def model_builder(arch: dict) -> Any:
         return builder(arch, **options)
@@ -156,7 +203,7 @@ class TorchBackend:
                 eval_data, metrics=metrics, batch_size=config.evaluation.batch_size or config.train.batch_size
             )
         if model_builder is None:
-            model_builder = builtin_builder(config, teacher)
+            model_builder = builtin_builder(config, teacher, train_data=train_data)
         batch = example_inputs(train_data if train_data is not None else eval_data, config.train.batch_size)
         log.info("pytorch backend: output in %s", output_dir)
         return SearchFunctions(model_builder, train_func, eval_func, batch, eval_data)

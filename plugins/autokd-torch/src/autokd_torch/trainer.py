@@ -54,7 +54,14 @@ class Trainer(transformers.Trainer):
         built by ``model_cls`` (default: the Trainer's model's class)."""
         defaults = {"base_config": self.model.config, "model_cls": type(self.model)}
         overrides = {} if model_cls is None else {"model_cls": model_cls}
-        return builtin_builder(self._config(), teacher_model, defaults=defaults, overrides=overrides)(model_arch_paras)
+        return builtin_builder(
+            self._config(),
+            teacher_model,
+            defaults=defaults,
+            overrides=overrides,
+            train_data=self.train_dataset,
+            data_collator=self.data_collator,
+        )(model_arch_paras)
 
     def _config(self) -> Config:
         if self.autodistillation_config is None:
