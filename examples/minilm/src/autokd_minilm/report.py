@@ -32,7 +32,7 @@ def plot_pareto(records: Sequence[TrialRecord], front: Sequence[TrialRecord], be
     ax.set_ylabel("fidelity: mean cosine to teacher embedding (held-out)")
     ax.margins(x=0.18, y=0.08)  # room for the labels
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
