@@ -50,6 +50,8 @@ def test_result_files_are_present_and_well_formed(smoke_run):
     # the closing table: teacher and best student side by side
     assert "teacher all-MiniLM-L6-v2" in result.stdout and "| student (trial" in result.stdout
     assert f"{TEACHER_PARAMS:,}" in result.stdout
+    assert "measuring teacher and student in turn: the student is" in result.stdout
+    assert (out / "comparison.md").read_text().startswith("| model ")
 
 
 def test_saved_student_loads_offline_and_embeds_with_the_teachers_dimension(smoke_run):
