@@ -144,6 +144,9 @@ class Landscape:
 def run_search(factory, options: dict, objectives, seed: int, landscape: Landscape, max_trials: int, stop=None):
     """Trials in order (arch keys) and the advisor's own time in seconds."""
     space = landscape.space
+    budget_option = getattr(factory, "budget_option", None)  # as AutoDistillation passes max_trials
+    if budget_option and budget_option not in options:
+        options = {**options, budget_option: max_trials}
     advisor = factory(SPACE, objectives, seed=seed, **options)
     loop_rng = random.Random(seed + 7919)
     results: dict[str, list[float]] = {}

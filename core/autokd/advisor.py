@@ -36,7 +36,13 @@ class Advisor:
     metric values in objective order, ``None`` for a failed trial), and should call
     ``super().tell(arch, values)`` so :attr:`history` holds every told trial.
     Advisors draw randomness only from their own RNG seeded with ``seed``.
+
+    :cvar budget_option: the name of an option through which the advisor wants the
+        search's ``max_trials`` (e.g. nevergrad's ``budget``); the search loop passes it
+        unless ``search.advisor_options`` sets that option itself. None: not passed.
     """
+
+    budget_option: str | None = None
 
     def __init__(self, space, objectives: Sequence[Objective], seed: int | None = None, **options: Any):
         self.space = space if isinstance(space, SearchSpace) else SearchSpace(space)

@@ -92,6 +92,11 @@ class AutoDistillation:
             value = getattr(search, key)
             if value is not None:
                 options[key] = value
+        # An advisor that plans by its number of evaluations gets max_trials (its own
+        # setting in advisor_options wins).
+        budget_option = getattr(factory, "budget_option", None)
+        if budget_option and budget_option not in options and self.max_trials:
+            options[budget_option] = self.max_trials
         try:
             return factory(self.search_space, self.objectives, seed=self.seed, **options)
         except ConfigError:

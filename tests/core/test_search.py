@@ -196,6 +196,33 @@ def test_registered_evaluator_fills_missing_metrics_with_options_and_extras(tmp_
     assert seen["ctx"].options == {"scale": 2} and seen["ctx"].example_inputs == "batch"
 
 
+def test_an_advisor_with_a_budget_option_gets_max_trials_unless_its_options_set_it(tmp_path):
+    built = []
+
+    class Budgeted(autokd.RandomAdvisor):
+        budget_option = "budget"
+
+        def __init__(self, space, objectives, seed=None, **options):
+            built.append(options)
+            super().__init__(space, objectives, seed)
+
+    class Plugin:
+        @autokd.hookimpl
+        def register_advisors(self, register):
+            register("budgeted", Budgeted)
+
+    autokd.plugins.add_plugin(Plugin(), "budgeted")
+    for options in ({}, {"budget": 50}):
+        conf = seed_dict_config(search_algorithm="budgeted", max_trials=3, advisor_options=options)
+        agent = AutoDistillation(lambda arch: dict(arch), conf)
+        agent.show_progress = False
+        agent.train_func = lambda m: m
+        agent.eval_func = lambda m: {"accuracy": 0.5, "latency": 1.0}
+        agent.search_loop(tmp_path / str(len(built)))
+    assert built == [{"budget": 3}, {"budget": 50}]
+    assert autokd.Advisor.budget_option is None  # advisors without one get no extra option
+
+
 def test_record_extra_lands_in_the_trial_record(tmp_path):
     def builder(arch):
         autokd.record_extra("builder", {"init": "random"})

@@ -51,6 +51,14 @@ def test_each_registered_name_runs_a_search(name, optimizer, tmp_path):
     assert search.advisor.history == [(r["arch"], (r["metrics"]["accuracy"],)) for r in records]
 
 
+@pytest.mark.parametrize(("options", "budget"), [({}, 8), ({"budget": 30}, 30)])
+@pytest.mark.parametrize("name", ["nevergrad", "DE"])
+def test_the_optimizer_is_told_max_trials_as_its_budget_unless_set(name, options, budget, tmp_path):
+    search = make_search(config(name, max_trials=8, seed=0, **options))
+    search.search_loop(tmp_path)
+    assert search.advisor.optimizer.budget == budget
+
+
 def _proposals(tmp_path, algorithm, seed, **options):
     search = make_search(config(algorithm, max_trials=10, seed=seed, **options))
     search.search_loop(tmp_path)

@@ -50,8 +50,8 @@ class NevergradAdvisor(Advisor):
 
     - ``optimizer`` (str, default ``"NGOpt"``): a name of ``nevergrad.optimizers.registry``
       (matched case-insensitively when the match is unique).
-    - ``budget`` (int, default None): the number of evaluations the optimizer is told it
-      has. ``NGOpt`` uses it to choose and schedule its algorithms: set it to ``max_trials``.
+    - ``budget`` (int, default the search's ``max_trials``): the number of evaluations the
+      optimizer is told it has. ``NGOpt`` uses it to choose and schedule its algorithms.
     - ``num_workers`` (int, default 1): evaluations the optimizer expects in parallel.
     - ``failure_values`` (number or list of numbers, default None): the metric values a
       failed trial is told as, one per metric in ``search.metrics`` order (raw values,
@@ -78,6 +78,8 @@ class NevergradAdvisor(Advisor):
     in only while the optimizer runs and the caller's global state is restored after, so
     the advisor neither reads nor disturbs the process's global RNG.
     """
+
+    budget_option = "budget"  # the search loop passes max_trials as the budget
 
     def __init__(self, space, objectives: Sequence[Objective], seed: int | None = None, **options: Any):
         super().__init__(space, objectives, seed, **options)
@@ -402,6 +404,7 @@ def fixed_optimizer(name: str):
             )
         return NevergradAdvisor(space, objectives, seed, optimizer=name, **options)
 
+    factory.budget_option = NevergradAdvisor.budget_option
     factory.__name__ = factory.__qualname__ = f"{name}Advisor"
     factory.__doc__ = f"nevergrad's {name} optimizer as an autokd advisor (see NevergradAdvisor for options)."
     return factory
