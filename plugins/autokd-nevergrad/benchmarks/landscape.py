@@ -42,6 +42,13 @@ def _hypervolume(points, reference):
     return area
 
 
+def _advisor(factory, objectives, seed, budget):
+    """As the search loop builds it: an advisor with a ``budget_option`` is told the number
+    of trials (100 for the single-objective run, 50 for the two-objective one)."""
+    option = getattr(factory, "budget_option", None)
+    return factory(SPACE, objectives, seed=seed, **({option: budget} if option else {}))
+
+
 def main(names):
     accuracies = {SPACE.key(p): accuracy(p) for p in SPACE.points()}
     latencies = {SPACE.key(p): latency(p) for p in SPACE.points()}
@@ -53,7 +60,7 @@ def main(names):
     for name in names:
         trials, volumes, seconds = [], {20: [], 50: []}, []
         for seed in SEEDS:
-            advisor = advisors.get(name)(SPACE, [ACCURACY], seed=seed)
+            advisor = _advisor(advisors.get(name), [ACCURACY], seed, budget=100)
             for n in range(1, 101):
                 start = time.perf_counter()
                 arch = advisor.ask()
@@ -64,7 +71,7 @@ def main(names):
                     break
             trials.append(n)
 
-            advisor = advisors.get(name)(SPACE, [ACCURACY, LATENCY], seed=seed)
+            advisor = _advisor(advisors.get(name), [ACCURACY, LATENCY], seed, budget=50)
             seen = []
             for n in range(1, 51):
                 start = time.perf_counter()
