@@ -46,6 +46,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import autokd
 from autokd import Objective, SearchExhausted, SearchSpace
+from autokd.advisor import with_budget
 
 SPACE = {
     "hidden_size": [128, 246, 384, 512],
@@ -144,10 +145,7 @@ class Landscape:
 def run_search(factory, options: dict, objectives, seed: int, landscape: Landscape, max_trials: int, stop=None):
     """Trials in order (arch keys) and the advisor's own time in seconds."""
     space = landscape.space
-    budget_option = getattr(factory, "budget_option", None)  # as AutoDistillation passes max_trials
-    if budget_option and budget_option not in options:
-        options = {**options, budget_option: max_trials}
-    advisor = factory(SPACE, objectives, seed=seed, **options)
+    advisor = factory(SPACE, objectives, seed=seed, **with_budget(factory, options, max_trials))
     loop_rng = random.Random(seed + 7919)
     results: dict[str, list[float]] = {}
     order: list[str] = []

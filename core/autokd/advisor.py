@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random as _random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -67,6 +67,16 @@ class Advisor:
                 f"{type(self).__name__}: unknown search.advisor_options {unknown}; "
                 f"accepted: {sorted(allowed) or 'none'}"
             )
+
+
+def with_budget(factory: Any, options: Mapping[str, Any], max_trials: int | None) -> dict[str, Any]:
+    """``options`` for an advisor ``factory``, plus ``max_trials`` under the factory's
+    ``budget_option`` when it has one and ``options`` does not set it (as the search loop
+    builds advisors; benchmarks that drive advisors directly use it too)."""
+    budget_option = getattr(factory, "budget_option", None)
+    if budget_option and budget_option not in options and max_trials:
+        return {**options, budget_option: max_trials}
+    return dict(options)
 
 
 class RandomAdvisor(Advisor):

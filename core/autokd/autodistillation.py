@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import _trial
-from .advisor import Advisor, Objective, SearchExhausted
+from .advisor import Advisor, Objective, SearchExhausted, with_budget
 from .config import Config, load_config, to_dict
 from .errors import AutoKDError, ConfigError
 from .evaluation import EvalContext
@@ -92,11 +92,8 @@ class AutoDistillation:
             value = getattr(search, key)
             if value is not None:
                 options[key] = value
-        # An advisor that plans by its number of evaluations gets max_trials (its own
-        # setting in advisor_options wins).
-        budget_option = getattr(factory, "budget_option", None)
-        if budget_option and budget_option not in options and self.max_trials:
-            options[budget_option] = self.max_trials
+        # An advisor that plans by its number of evaluations gets max_trials.
+        options = with_budget(factory, options, self.max_trials)
         try:
             return factory(self.search_space, self.objectives, seed=self.seed, **options)
         except ConfigError:

@@ -23,6 +23,7 @@ import time
 import warnings
 
 import autokd
+from autokd.advisor import with_budget
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "tests", "nevergrad"))
 from nevergrad_helpers import SPACE, accuracy, latency
@@ -43,10 +44,9 @@ def _hypervolume(points, reference):
 
 
 def _advisor(factory, objectives, seed, budget):
-    """As the search loop builds it: an advisor with a ``budget_option`` is told the number
-    of trials (100 for the single-objective run, 50 for the two-objective one)."""
-    option = getattr(factory, "budget_option", None)
-    return factory(SPACE, objectives, seed=seed, **({option: budget} if option else {}))
+    """As the search loop builds it: told the number of trials (100 for the
+    single-objective run, 50 for the two-objective one)."""
+    return factory(SPACE, objectives, seed=seed, **with_budget(factory, {}, budget))
 
 
 def main(names):
