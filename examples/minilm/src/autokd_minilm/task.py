@@ -163,16 +163,18 @@ def teacher_embeddings() -> tuple[torch.Tensor, torch.Tensor]:
 # Students train for a few hundred steps only: they underfit, and dropout only slows that
 # (measured: fidelity 0.540 -> 0.556 without it, 3-layer hidden-144 student).
 STUDENT_CONFIG = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
-BASIS_EXAMPLES = 512  # training utterances whose teacher hidden states give the width basis
 
 
 @functools.cache
-def basis_batches() -> tuple[dict[str, torch.Tensor], ...]:
-    """Batches of training utterances for the ``pca_hidden`` width basis (the principal
-    directions of the teacher's hidden states on this text, not of its word embeddings)."""
+def basis_statistics():
+    """The teacher's hidden-state statistics on the first training utterances (autokd-torch's
+    ``BasisData``), computed once: every student's ``pca_hidden`` width basis (the principal
+    directions of the teacher's hidden states on this text) comes from them."""
+    from autokd_torch.backend import BasisData
+    from autokd_torch.init_from_teacher import hidden_state_gram
+
     train, _ = datasets()
-    count = min(BASIS_EXAMPLES, len(train))
-    return tuple(collate([train[i] for i in range(start, min(start + 64, count))]) for start in range(0, count, 64))
+    return hidden_state_gram(load_teacher().bert, BasisData(train, collate))
 
 
 def build_student(arch: Mapping[str, Any], seed: int = 0) -> SentenceEncoder:
@@ -189,7 +191,7 @@ def build_student(arch: Mapping[str, Any], seed: int = 0) -> SentenceEncoder:
         {**STUDENT_CONFIG, **arch},
         teacher=teacher.bert,
         model_cls=BertModel,
-        init_from_teacher={"layers": "uniform", "width": "pca_hidden", "data": basis_batches()},
+        init_from_teacher={"layers": "uniform", "width": "pca_hidden", "data": basis_statistics()},
         attn_implementation="eager",
         seed=seed,
     )

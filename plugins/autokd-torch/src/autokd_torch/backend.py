@@ -99,25 +99,21 @@ _HIDDEN_BASES = ("pca_hidden", "select_hidden")
 
 class BasisData:
     """The teacher inputs of the first ``limit`` examples of ``dataset``, in batches of 64
-    (collated once, on first use): the ``data`` of ``init_from_teacher`` for the
-    hidden-state width bases."""
+    (collated on iteration): the ``data`` of ``init_from_teacher`` for the hidden-state
+    width bases."""
 
     def __init__(self, dataset: Any, data_collator: Any = None, limit: int = BASIS_EXAMPLES):
         self.dataset, self.data_collator, self.limit = dataset, data_collator, limit
-        self._batches: list | None = None
 
     def __iter__(self):
-        if self._batches is None:
-            import torch
+        import torch
 
-            from .data import make_dataloader, split_batch, unwrap
+        from .data import make_dataloader, split_batch, unwrap
 
-            count = min(self.limit, len(self.dataset))
-            subset = torch.utils.data.Subset(self.dataset, range(count))
-            loader = make_dataloader(subset, 64, collate_fn=self.data_collator, shuffle=False)
-            self._batches = [split_batch(unwrap(item)[1])[1] for item in loader]
-            log.info("init_from_teacher: width basis from the teacher's hidden states on %d training examples", count)
-        return iter(self._batches)
+        count = min(self.limit, len(self.dataset))
+        subset = torch.utils.data.Subset(self.dataset, range(count))
+        for item in make_dataloader(subset, 64, collate_fn=self.data_collator, shuffle=False):
+            yield split_batch(unwrap(item)[1])[1]
 
 
 def builtin_builder(
@@ -133,8 +129,9 @@ def builtin_builder(
     ``transformers``) with ``model.builder_options`` over ``defaults`` and under
     ``overrides``; the transformers builder also gets the teacher, the search seed and the
     distilled layers, and, for ``init_from_teacher`` with ``width: pca_hidden`` (or
-    ``select_hidden``) and no ``data``, the first :data:`BASIS_EXAMPLES` examples of
-    ``train_data`` for the basis (the same batches for every trial)."""
+    ``select_hidden``) and no ``data``, the teacher's hidden-state statistics on the first
+    :data:`BASIS_EXAMPLES` examples of ``train_data``, computed at the first build and
+    reused by every later one."""
     name = config.model.builder or "transformers"
     if ":" in name:
         from autokd.cli import import_string
@@ -143,6 +140,7 @@ def builtin_builder(
     else:
         builder = registry().model_builders.get(name, "pytorch")
     options = {**(defaults or {}), **config.model.builder_options, **(overrides or {})}
+    basis_data = None  # the data of a hidden-state basis, until its statistics are computed
     if name == "transformers":
         options.setdefault("teacher", teacher)
         options.setdefault("distilled_layers", distilled_student_layers(config))
@@ -153,13 +151,22 @@ def builtin_builder(
             isinstance(init, Mapping)
             and init.get("width") in _HIDDEN_BASES
             and "data" not in init
-            and train_data is not None
+            and options["teacher"] is not None
             and hasattr(train_data, "__getitem__")
             and hasattr(train_data, "__len__")
         ):
-            options["init_from_teacher"] = {**init, "data": BasisData(train_data, data_collator)}
+            basis_data = BasisData(train_data, data_collator)
 
     def model_builder(arch: dict) -> Any:
+        nonlocal basis_data
+        if basis_data is not None:  # one teacher pass for every student's basis
+            from .init_from_teacher import hidden_state_gram
+
+            count = min(basis_data.limit, len(basis_data.dataset))
+            log.info("init_from_teacher: width basis from the teacher's hidden states on %d training examples", count)
+            states = hidden_state_gram(options["teacher"], basis_data)
+            options["init_from_teacher"] = {**options["init_from_teacher"], "data": states}
+            basis_data = None
         return builder(arch, **options)
 
     return model_builder

@@ -101,11 +101,13 @@ __all__ = [
     "HEAD_SCORES",
     "NEURON_SCORES",
     "WIDTH_KINDS",
+    "HiddenStateGram",
     "InitFromTeacherError",
     "InitReport",
     "LayerInit",
     "WidthBasis",
     "feature_matcher_init",
+    "hidden_state_gram",
     "initialize_from_teacher",
     "select_teacher_layers",
     "width_basis",
@@ -122,6 +124,18 @@ class InitFromTeacherError(AutoKDError, ValueError):
 
 
 # --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class HiddenStateGram:
+    """``X^T X`` over every hidden state of a teacher on some data (padding excluded), from
+    :func:`hidden_state_gram`. Pass it as ``data=`` to build many students' hidden-state
+    bases from one teacher pass instead of one per student (same teacher only)."""
+
+    gram: torch.Tensor = field(repr=False, compare=False)  # float64, teacher_dim x teacher_dim
+    n_states: int  # layer outputs per token (embeddings included)
+    n_tokens: int
+    source: str = "data"  # what the states were computed on
 
 
 @dataclass(frozen=True)
@@ -273,12 +287,14 @@ def width_basis(teacher: nn.Module, dim: int, kind: str = "pca_embeddings", data
         )
     word_gram = words.T @ words
     if kind in ("pca_hidden", "select_hidden"):
-        if data is None:
-            data, what = _random_token_batches(int(words.shape[0])), "random token sequences, no data given"
-        else:
-            what = "data"
-        gram, n_states, n_tokens = _hidden_state_gram(teacher, data)
-        source = f"teacher hidden states on {what} ({n_states} layer outputs x {n_tokens} tokens)"
+        states = data if isinstance(data, HiddenStateGram) else hidden_state_gram(teacher, data)
+        if tuple(states.gram.shape) != (teacher_dim, teacher_dim):
+            raise InitFromTeacherError(
+                f"data=: a HiddenStateGram of width {states.gram.shape[0]}, but the teacher's hidden size is "
+                f"{teacher_dim}: compute it with hidden_state_gram() on this teacher"
+            )
+        gram = states.gram
+        source = f"teacher hidden states on {states.source} ({states.n_states} layer outputs x {states.n_tokens} tokens)"
     else:
         gram = word_gram
         source = f"teacher word embeddings ({words.shape[0]} rows)"
@@ -938,6 +954,17 @@ def _random_token_batches(vocab_size: int) -> list[dict[str, torch.Tensor]]:
 
 
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+
+
+def hidden_state_gram(teacher: nn.Module, data: Any = None) -> HiddenStateGram:
+    """The teacher's hidden-state statistics on ``data`` (as :func:`width_basis` takes it;
+    None: seeded random token sequences), computed once for reuse as ``data=``."""
+    what = "data"
+    if data is None:
+        vocab_size = int(_input_embedding(teacher, "teacher").weight.shape[0])
+        data, what = _random_token_batches(vocab_size), "random token sequences, no data given"
+    gram, n_states, n_tokens = _hidden_state_gram(teacher, data)
+    return HiddenStateGram(gram, n_states, n_tokens, what)
 
 
 def _hidden_state_gram(teacher: nn.Module, data: Any) -> tuple[torch.Tensor, int, int]:

@@ -16,7 +16,6 @@ budget.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +51,11 @@ class Trainer(transformers.Trainer):
     def model_builder_builtin(self, model_arch_paras: dict, model_cls: Any = None, teacher_model: Any = None) -> Any:
         """A student: the Trainer's model's config with ``model_arch_paras`` applied,
         built by ``model_cls`` (default: the Trainer's model's class)."""
+        return self._builtin_builder(model_cls, teacher_model)(model_arch_paras)
+
+    def _builtin_builder(self, model_cls: Any, teacher_model: Any):
+        """The built-in ``model_builder(arch)``; one per search, so what it prepares once
+        (e.g. the teacher's statistics for a ``pca_hidden`` basis) serves every trial."""
         defaults = {"base_config": self.model.config, "model_cls": type(self.model)}
         overrides = {} if model_cls is None else {"model_cls": model_cls}
         return builtin_builder(
@@ -61,7 +65,7 @@ class Trainer(transformers.Trainer):
             overrides=overrides,
             train_data=self.train_dataset,
             data_collator=self.data_collator,
-        )(model_arch_paras)
+        )
 
     def _config(self) -> Config:
         if self.autodistillation_config is None:
@@ -105,9 +109,7 @@ class Trainer(transformers.Trainer):
         teacher_model.eval()
         seed = config.search.seed if config.search.seed is not None else self.args.seed
         if model_builder is None:
-            model_builder = functools.partial(
-                self.model_builder_builtin, model_cls=model_cls, teacher_model=teacher_model
-            )
+            model_builder = self._builtin_builder(model_cls, teacher_model)
         train_dataset = self._dataset(self.train_dataset, "training")
         eval_dataset = self._dataset(self.eval_dataset, "evaluation")
         optimizer, batch_size = self._train_settings(config)
