@@ -10,7 +10,9 @@ rungs, and no step is repeated or lost to rounding.
 
 from __future__ import annotations
 
-__all__ = ["stage_steps"]
+from collections.abc import Sequence
+
+__all__ = ["stage_fractions", "stage_steps"]
 
 
 def stage_steps(train_steps: int, done: float, budget: float) -> int:
@@ -18,8 +20,9 @@ def stage_steps(train_steps: int, done: float, budget: float) -> int:
 
     :param train_steps: the stage's configured (full-budget) steps.
     :param done: the fraction of the full budget already trained (0 for a new candidate).
-    :param budget: the fraction to train now; ``done + budget`` is at most 1 (a little
-        over is treated as 1, so float sums such as 1/9 + 2/9 + 6/9 reach the end).
+    :param budget: the fraction to train now. It may take ``done + budget`` past 1: a
+        final distillation (``final_distillation.multiplier``) trains longer than the
+        search's full budget.
     :returns: ``round((done + budget) * train_steps) - round(done * train_steps)``, so the
         increments of one candidate add up to ``train_steps`` exactly.
     """
@@ -27,8 +30,26 @@ def stage_steps(train_steps: int, done: float, budget: float) -> int:
         raise ValueError(f"train_steps must be >= 0, got {train_steps}")
     if done < 0 or budget < 0:
         raise ValueError(f"done and budget must be >= 0, got done={done}, budget={budget}")
-    stop = done + budget
-    if stop > 1 + 1e-9:
-        raise ValueError(f"done + budget = {stop} exceeds the full budget (1)")
-    stop = min(stop, 1.0)
-    return round(stop * train_steps) - round(done * train_steps)
+    # Rounding the cumulative fractions (not each increment) makes the increments add up
+    # exactly; the epsilon lets float sums such as 1/9 + 2/9 + 6/9 land on the same step
+    # as 1.0 does.
+    return _steps_at(done + budget, train_steps) - _steps_at(done, train_steps)
+
+
+def _steps_at(fraction: float, train_steps: int) -> int:
+    return round(fraction * train_steps + 1e-9)
+
+
+def stage_fractions(budget: float | Sequence[float], n_stages: int) -> list[float]:
+    """The budget of each stage: one fraction for every stage, or one per stage.
+
+    A train function receives ``budget`` either as one fraction applied to every stage
+    (the search's rungs) or as a sequence with one fraction per stage, flash stages then
+    regular stages (a final distillation given explicit ``train_steps`` per stage).
+    """
+    if isinstance(budget, int | float) and not isinstance(budget, bool):
+        return [float(budget)] * n_stages
+    fractions = [float(b) for b in budget]
+    if len(fractions) != n_stages:
+        raise ValueError(f"budget has {len(fractions)} fractions for {n_stages} stages")
+    return fractions

@@ -1,6 +1,6 @@
 import pytest
 
-from autokd.fidelity import stage_steps
+from autokd.fidelity import stage_fractions, stage_steps
 
 
 def test_increments_add_up_to_the_configured_steps():
@@ -18,6 +18,18 @@ def test_one_increment():
     assert stage_steps(200, 1 / 9, 2 / 9) == 67 - 22
 
 
-def test_over_the_budget_is_refused():
-    with pytest.raises(ValueError, match="exceeds the full budget"):
-        stage_steps(10, 0.5, 0.6)
+def test_a_final_phase_may_train_past_the_full_budget():
+    assert stage_steps(200, 1.0, 3.0) == 600
+    assert stage_steps(200, 0.0, 4.0) == 800
+
+
+def test_negative_fractions_are_refused():
+    with pytest.raises(ValueError, match="must be >= 0"):
+        stage_steps(10, 0.5, -0.1)
+
+
+def test_stage_fractions():
+    assert stage_fractions(0.25, 3) == [0.25, 0.25, 0.25]
+    assert stage_fractions([1, 2.5], 2) == [1.0, 2.5]
+    with pytest.raises(ValueError, match="3 fractions for 2 stages"):
+        stage_fractions([1, 1, 1], 2)
