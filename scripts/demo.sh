@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/autokd-minilm ]; then
   # torch first, pinned: a bare `torch` requirement may pull a multi-GB CUDA build
   .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
   .venv/bin/python -m pip install -q --disable-pip-version-check \
-    -e . -e plugins/autokd-torch -e plugins/autokd-optuna -e plugins/autokd-latency -e examples/minilm
+    -e . -e plugins/autokd-torch -e plugins/autokd-optuna[bo] -e plugins/autokd-latency -e examples/minilm
 fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 exec .venv/bin/autokd-minilm "$@"

@@ -86,3 +86,27 @@ def test_a_shared_study_of_another_search_is_refused(tmp_path):
         f"invalid configuration: auto_distillation.search.study_name: study 'mobilebert' in {url!r} optimises "
         "['maximize'], this search ['maximize', 'minimize']; use another search.study_name for a different search"
     )
+
+
+def test_bo_without_its_extra_names_the_extra(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in ("torch", "scipy") else find_spec(name, *a)
+    )
+    assert _error("BO") == (
+        "invalid configuration: auto_distillation.search.search_algorithm: BO needs torch, scipy "
+        "(optuna.samplers.GPSampler), which is not installed: pip install 'autokd-optuna[bo]' "
+        "(install torch==2.13.0 or your CUDA build of torch first)"
+    )
+
+
+def test_tpe_needs_neither_torch_nor_scipy(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in ("torch", "scipy") else find_spec(name, *a)
+    )
+    assert make_search("TPE").advisor.name == "TPE"

@@ -8,6 +8,8 @@ one search.
 
 from __future__ import annotations
 
+__version__ = "0.1.0"
+
 from .advisor import (
     REPEAT_ATTR,
     REPLAYED_ATTR,
@@ -28,6 +30,7 @@ __all__ = [
     "NSGA2Advisor",
     "OptunaAdvisor",
     "TPEAdvisor",
+    "__version__",
     "evaluation_trials",
     "open_storage",
 ]

@@ -13,6 +13,7 @@ marks that optuna trial (``autokd_repeat_of``) and asks again, a bounded number 
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import logging
@@ -122,10 +123,14 @@ class OptunaAdvisor(Advisor):
     # (for samplers whose re-proposals are deterministic and costly).
     one_attempt_when_stuck = False
 
+    # Modules the sampler needs beyond optuna, and the extra that installs them.
+    requires: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, space, objectives, seed=None, **options):
         super().__init__(space, objectives, seed, **options)
         import optuna
 
+        self._check_requirements()
         self._check_options()
         self._max_repeats = self.options.get("max_repeats", self.default_max_repeats)
         # autokd reports every trial itself; optuna's per-trial INFO lines (one for every
@@ -152,6 +157,15 @@ class OptunaAdvisor(Advisor):
         self.skipped_proposals = 0
 
     # --- construction ---------------------------------------------------------------
+    def _check_requirements(self) -> None:
+        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ConfigError(
+                f"auto_distillation.search.search_algorithm: {self.name} needs {', '.join(missing)} "
+                f"(optuna.samplers.{self.sampler_class}), which is not installed: "
+                "pip install 'autokd-optuna[bo]' (install torch==2.13.0 or your CUDA build of torch first)"
+            )
+
     def _check_options(self) -> None:
         accepted = {"storage", "study_name", "max_repeats", *self.sampler_options}
         unknown = sorted(set(self.options) - accepted)
@@ -550,6 +564,7 @@ class BOAdvisor(OptunaAdvisor):
 
     name = "BO"
     sampler_class = "GPSampler"
+    requires = ("torch", "scipy")
     # Every re-ask refits the GP (~1 s here), and a GP that believes its incumbent is
     # best proposes it again and again: fall back to the nearest unevaluated arch soon.
     default_max_repeats = 2
