@@ -30,6 +30,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 
 from .advisor import Objective
 from .errors import ConfigError
+from .evaluation import metric_value
 from .space import SearchSpace, SearchSpaceError
 
 __all__ = [
@@ -139,8 +140,8 @@ class Constraint:
         return cls(match[1], match[2], float(match[3]))
 
     def holds(self, metrics: Mapping[str, Any]) -> bool:
-        value = metrics.get(self.metric)
-        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        value = metric_value(metrics.get(self.metric))
+        if value is None:
             return False
         return self._OPS[self.op](value, self.bound)
 
