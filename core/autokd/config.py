@@ -464,8 +464,11 @@ def _make_converter() -> cattrs.Converter:
             if opts is None:
                 opts = {}
             if not isinstance(opts, Mapping):
+                near = _nearest(str(key), ["function", "batch_size", "record"])
                 exc = TypeError(
-                    f"expected the options of metric {key!r} as a mapping (e.g. {key}: {{batch_size: 1}}), "
+                    f"unknown key{near}; a metric's options are a mapping, got {_type_name(opts)} {opts!r}"
+                    if near
+                    else f"expected the options of metric {key!r} as a mapping (e.g. {key}: {{batch_size: 1}}), "
                     f"got {_type_name(opts)} {opts!r}"
                 )
                 exc.add_note(IterableValidationNoteCompat(f"key {key}", key))
