@@ -278,10 +278,10 @@ def _make_registers(info: PluginInfo, reg: Registry) -> dict[str, Callable[..., 
 
     def register_trainer(framework, backend):
         fw = _framework_arg(framework, who, "a trainer backend", True)
-        # Looked up on the class: a lazy stand-in (a class with __getattr__) is not
-        # resolved here, so listing plugins never imports a framework.
+        # A lazy stand-in (a class with __getattr__) is not inspected: resolving it
+        # would import a framework just to list plugins.
         proxy = hasattr(type(backend), "__getattr__")
-        if not proxy and not callable(getattr(type(backend), "search_functions", None)):
+        if not proxy and not callable(getattr(backend, "search_functions", None)):
             raise PluginError(f"{who} registered a {fw} trainer backend {backend!r:.60} without a search_functions method")
         add("trainers", fw, backend, fw)
 
