@@ -132,7 +132,7 @@ class AutoDistillation:
                 return arch
             # Answer from the results: the advisor learns the value again, no training.
             log.debug("advisor re-proposed evaluated arch %s (trial %d)", arch, record.trial)
-            guarded_tell(self.advisor, arch, record.values(self.objectives), self._who)
+            replay_tell(self.advisor, arch, record.values(self.objectives), self._who)
         point = self.search_space.unevaluated_point(set(evaluated), self._rng)
         if point is None:
             raise SearchExhausted("every point of the search space was evaluated")
