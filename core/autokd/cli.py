@@ -102,6 +102,9 @@ def run_config(
     for field, spec in (("data.train", config.data.train), ("data.eval", config.data.eval)):
         if spec:
             import_string(spec, field, callable_=True)
+    teacher = config.model.teacher
+    if teacher and ":" in teacher and not os.path.isdir(teacher):  # else a model folder the backend loads
+        import_string(teacher, "model.teacher", callable_=True)
 
     example_inputs = eval_data = None
     if user_builder is None or train_func is None or eval_func is None:

@@ -79,6 +79,8 @@ BAD_CONFIGS = [
     ("train-missing-attribute", config(train="{function: 'cfguser:nope'}"),
      "train.function: module 'cfguser' has no attribute 'nope'"),
     ("data-not-callable", config(data="{train: 'os:sep'}"), "data.train: 'os:sep' is a str ('/'), not a function"),
+    ("teacher-module-raises", config(model="{builder: 'cfguser:build', teacher: 'cfgraises:teacher'}"),
+     "model.teacher: importing module 'cfgraises' raised RuntimeError: boom at import"),
     # 13: misspelt evaluation keys
     ("evaluation-latncy", config(evaluation="{function: 'cfguser:evaluate', latncy: {batch_size: 1}}"),
      "evaluation.latncy: unknown key (did you mean 'latency'?)"),
@@ -152,7 +154,7 @@ def test_a_bad_config_exits_2_with_one_clear_line_before_any_training(project, c
 
 
 def test_the_table_counts():
-    assert len(BAD_CONFIGS) == 27  # the count in docs/reliability.md
+    assert len(BAD_CONFIGS) == 28  # the count in docs/reliability.md
 
 
 def test_a_grid_over_a_trillion_points_walks_lazily(tmp_path):
