@@ -75,5 +75,10 @@ def replay_tell(advisor: Any, arch: dict, values: Sequence[float] | None, who: s
     try:
         advisor.tell(arch, values)
     except Exception as exc:
-        log.warning("%s failed in tell() replaying %s: %s: %s; it goes on without that trial",
-                    who, arch, type(exc).__name__, exc)
+        log.warning(
+            "%s failed in tell() replaying %s: %s: %s; it goes on without that trial",
+            who,
+            arch,
+            type(exc).__name__,
+            exc,
+        )

@@ -259,7 +259,9 @@ def _make_registers(info: PluginInfo, reg: Registry) -> dict[str, Callable[..., 
 
     def must_call(what: str, name: Any, value: Any) -> None:
         if not callable(value):
-            raise PluginError(f"{who} registered {what} {name!r} as {type(value).__name__} {value!r:.60}, which is not callable")
+            raise PluginError(
+                f"{who} registered {what} {name!r} as {type(value).__name__} {value!r:.60}, which is not callable"
+            )
 
     def register_model_builder(name, builder, framework=None):
         fw = _framework_arg(framework, who, f"model builder {name!r}", False)
@@ -282,7 +284,9 @@ def _make_registers(info: PluginInfo, reg: Registry) -> dict[str, Callable[..., 
         # would import a framework just to list plugins.
         proxy = hasattr(type(backend), "__getattr__")
         if not proxy and not callable(getattr(backend, "search_functions", None)):
-            raise PluginError(f"{who} registered a {fw} trainer backend {backend!r:.60} without a search_functions method")
+            raise PluginError(
+                f"{who} registered a {fw} trainer backend {backend!r:.60} without a search_functions method"
+            )
         add("trainers", fw, backend, fw)
 
     def register_evaluator(name, evaluator, framework=None, higher_is_better=None):
@@ -394,14 +398,6 @@ def _load() -> Registry:
                 info.error = f"called sys.exit({exc.code!r}) at import"
             _report(f"{_who(info.name, info.distribution)} failed to load: {info.error}")
             continue
-        unknown_hooks = [
-            attr
-            for attr in dir(plugin)
-            if attr.startswith("register_") and attr not in _HOOKS and callable(getattr(plugin, attr, None))
-            and hasattr(getattr(plugin, attr), hookspecs.PROJECT_NAME + "_impl")
-        ]
-        if unknown_hooks:
-            _report(f"{_who(info.name, info.distribution)} implements unknown hooks {unknown_hooks}; known: {list(_HOOKS)}")
         registers = _make_registers(info, reg)
         for hook_name in _HOOKS:
             hook = getattr(pm.hook, hook_name)
@@ -444,7 +440,8 @@ def _check_pending(pm: pluggy.PluginManager, reg: Registry) -> None:
                 f"{h!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(h, _HOOKS, n=1)) else "")
                 for h in hooks
             )
-            message = f"{_who(name, info.distribution if info else None)} implements unknown hooks {hint}; known: {list(_HOOKS)}"
+            who = _who(name, info.distribution if info else None)
+            message = f"{who} implements unknown hooks {hint}; known: {list(_HOOKS)}"
             if info is not None:
                 info.error = message
             _report(message)

@@ -241,7 +241,9 @@ class ResultStore:
                 if last:
                     keep = len(data) - len(raw)
                     break
-                raise StoreError(f"{self.trials_path}:{i + 1}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+                raise StoreError(
+                    f"{self.trials_path}:{i + 1}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+                ) from None
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:

@@ -99,5 +99,7 @@ def test_twenty_sigkills_lose_and_duplicate_nothing(tmp_path):
     assert summary["trials"] == MAX_TRIALS and summary["failed"] == 0
     assert summary["pareto_front"] == [r.to_json() for r in pareto_front(records, objectives)]
     assert (summary["best_trial"], summary["best_model_arch"], summary["best_meets_constraints"]) == (
-        best.trial, best.arch, feasible,
+        best.trial,
+        best.arch,
+        feasible,
     )

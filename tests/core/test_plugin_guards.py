@@ -44,7 +44,9 @@ def test_a_plugin_calling_sys_exit_is_an_error_under_strict_and_the_cli_exits_1(
     make_distribution(site, "autokd-quitter", "quitter", "fakeplugin_quitter", "import sys\nsys.exit(4)\n")
     monkeypatch.setenv("AUTOKD_STRICT_PLUGINS", "1")
     assert autokd.cli.main(["plugins"]) == 1
-    assert "plugin 'quitter' (distribution 'autokd-quitter') failed to load: called sys.exit(4)" in capsys.readouterr().err
+    assert (
+        "plugin 'quitter' (distribution 'autokd-quitter') failed to load: called sys.exit(4)" in capsys.readouterr().err
+    )
 
 
 PLUGIN = """
@@ -76,7 +78,9 @@ def test_two_distributions_with_one_entry_point_name_are_both_listed_and_the_cla
         ("clash", "autokd-alpha", None),
     ]
     assert "alpha" in reg.advisors
-    assert "clash  FAILED" not in autokd.cli.format_plugins() and "autokd-beta 1.0  FAILED" in autokd.cli.format_plugins()
+    assert (
+        "clash  FAILED" not in autokd.cli.format_plugins() and "autokd-beta 1.0  FAILED" in autokd.cli.format_plugins()
+    )
 
 
 @pytest.mark.parametrize(
@@ -93,14 +97,19 @@ def test_a_non_callable_registration_is_refused_naming_the_plugin(site, hook, ca
     make_distribution(site, "autokd-sloppy", "sloppy", "fakeplugin_sloppy", source)
     with pytest.warns(plugins.PluginWarning) as caught:
         reg = autokd.registry()
-    assert messages(caught)[0].startswith(f"plugin 'sloppy' (distribution 'autokd-sloppy') registered {what}, which is not callable")
+    assert messages(caught)[0].startswith(
+        f"plugin 'sloppy' (distribution 'autokd-sloppy') registered {what}, which is not callable"
+    )
     assert not next(p for p in reg.plugins if p.name == "sloppy").registrations
 
 
 def test_a_trainer_without_search_functions_is_refused(site):
     source = "import autokd\n\n@autokd.hookimpl\ndef register_trainers(register):\n    register('pytorch', object())\n"
     make_distribution(site, "autokd-sloppy", "sloppy", "fakeplugin_sloppy", source)
-    with pytest.warns(plugins.PluginWarning, match="registered a pytorch trainer backend <object object at .*> without a search_functions method"):
+    with pytest.warns(
+        plugins.PluginWarning,
+        match="registered a pytorch trainer backend <object object at .*> without a search_functions method",
+    ):
         autokd.registry()
 
 
@@ -124,7 +133,8 @@ def test_a_misspelt_hook_is_reported_by_pluggys_check_pending(site):
     assert messages(caught) == [
         "plugin 'typo' (distribution 'autokd-typo') implements unknown hooks 'registre_losses' (did you mean "
         "'register_losses'?); known: ['register_advisors', 'register_model_builders', 'register_criteria', "
-        "'register_losses', 'register_trainers', 'register_evaluators'] (set AUTOKD_STRICT_PLUGINS=1 to make this an error)"
+        "'register_losses', 'register_trainers', 'register_evaluators'] "
+        "(set AUTOKD_STRICT_PLUGINS=1 to make this an error)"
     ]
     assert "Hinge" not in reg.losses
 

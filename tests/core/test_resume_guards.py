@@ -97,8 +97,10 @@ def first_run(tmp_path, **search):
     ("change", "why"),
     [
         ({"search_space": {"hidden_size": [64], "num_attention_heads": [2, 4]}}, "search_space.hidden_size: "),
-        ({"search_space": {"hidden_size": [128, 256], "num_attention_heads": [2, 4], "layers": [2]}},
-         "search_space.layers: "),
+        (
+            {"search_space": {"hidden_size": [128, 256], "num_attention_heads": [2, 4], "layers": [2]}},
+            "search_space.layers: ",
+        ),
         ({"search_space": {"hidden_size": [128, 256]}}, "search_space.num_attention_heads: "),
         ({"metrics": ["acc", "latency"]}, "acc"),
     ],
@@ -117,9 +119,12 @@ def test_resume_with_a_changed_space_or_objective_is_refused_saying_what_changed
 
 def test_a_flipped_direction_is_refused(tmp_path):
     first_run(tmp_path)
-    with pytest.raises(StoreError, match=r"metrics / higher_is_better: recorded \[accuracy \(higher is better\), "
-                                         r"latency \(lower is better\)\], configured \[accuracy \(higher is better\), "
-                                         r"latency \(higher is better\)\]"):
+    with pytest.raises(
+        StoreError,
+        match=r"metrics / higher_is_better: recorded \[accuracy \(higher is better\), "
+        r"latency \(lower is better\)\], configured \[accuracy \(higher is better\), "
+        r"latency \(higher is better\)\]",
+    ):
         make_agent(max_trials=4, higher_is_better=[True, True]).search_loop(tmp_path, resume=True)
 
 
@@ -155,12 +160,16 @@ def advisor_plugin(ask=None, tell=None):
 @pytest.mark.parametrize(
     ("ask", "why"),
     [
-        (lambda self: {"hidden_size": 999, "num_attention_heads": 2},
-         "proposed a point outside the search space: point {'hidden_size': 999, 'num_attention_heads': 2} is not in "
-         "the search space: not a choice: hidden_size=999 (choices: [128, 256])"),
-        (lambda self: {"hidden_size": 128, "num_attention_heads": 2, "extra": 1},
-         "proposed a point outside the search space: point {'hidden_size': 128, 'num_attention_heads': 2, 'extra': 1} "
-         "is not in the search space: not in the space ['extra']"),
+        (
+            lambda self: {"hidden_size": 999, "num_attention_heads": 2},
+            "proposed a point outside the search space: point {'hidden_size': 999, 'num_attention_heads': 2} is not in "
+            "the search space: not a choice: hidden_size=999 (choices: [128, 256])",
+        ),
+        (
+            lambda self: {"hidden_size": 128, "num_attention_heads": 2, "extra": 1},
+            "proposed a point outside the search space: point {'hidden_size': 128, 'num_attention_heads': 2, "
+            "'extra': 1} is not in the search space: not in the space ['extra']",
+        ),
         (lambda self: [128, 2], "proposed list [128, 2] from ask(); an advisor must return a dict"),
         (lambda self: 1 / 0, "failed in ask(): ZeroDivisionError: division by zero"),
     ],
@@ -209,7 +218,7 @@ def test_a_metric_missing_for_one_arch_fails_that_trial_only(tmp_path):
     assert statuses == [(128, 2, "ok"), (128, 4, "ok"), (256, 2, "failed"), (256, 4, "ok")]
     assert trials(tmp_path)[2]["error"].startswith(
         "KeyError: \"metric 'latency' is neither returned by eval_func (it returned ['accuracy']) nor a registered "
-        "evaluator. Earlier trials had it: eval_func left it out for this arch\""
+        'evaluator. Earlier trials had it: eval_func left it out for this arch"'
     )
     # A resume replays it as failed and goes on (it no longer stops at the same arch).
     make_agent(evaluate, seed_dict_config(max_trials=4, search_algorithm="grid")).search_loop(tmp_path, resume=True)

@@ -76,7 +76,10 @@ def test_report_never_modifies_the_store(tmp_path, capsys):
     [
         ("[1, 2]", "not a trial record: expected a JSON object, got a list"),
         ("null", "not a trial record: expected a JSON object, got null"),
-        ('{"trial": 1, "arch": "oops"}', "not a trial record: 'arch' must be an object of parameter values, got a string 'oops'"),
+        (
+            '{"trial": 1, "arch": "oops"}',
+            "not a trial record: 'arch' must be an object of parameter values, got a string 'oops'",
+        ),
         ('{"trial": "1", "arch": {}}', "not a trial record: 'trial' must be an integer, got a string '1'"),
         ('{"arch": {}}', "not a trial record: no 'trial' key"),
         ("{not json", "not JSON: Expecting property name enclosed in double quotes at column 2"),
@@ -85,7 +88,9 @@ def test_report_never_modifies_the_store(tmp_path, capsys):
 )
 def test_an_unreadable_line_exits_2_with_file_line_and_why(tmp_path, capsys, line, why):
     line = line if isinstance(line, bytes) else line.encode()
-    (tmp_path / "trials.jsonl").write_bytes(record_line(0).encode() + b"\n" + line + b"\n" + record_line(2).encode() + b"\n")
+    (tmp_path / "trials.jsonl").write_bytes(
+        record_line(0).encode() + b"\n" + line + b"\n" + record_line(2).encode() + b"\n"
+    )
     with pytest.raises(StoreError) as info:
         ResultStore(tmp_path).load()
     assert str(info.value).startswith(f"{tmp_path / 'trials.jsonl'}:2: {why}")
@@ -95,8 +100,18 @@ def test_an_unreadable_line_exits_2_with_file_line_and_why(tmp_path, capsys, lin
 
 
 def test_records_with_unknown_or_absent_new_keys_load(tmp_path):
-    newer = json.dumps({"trial": 0, "arch": {"hidden_size": 128, "num_attention_heads": 2}, "metrics": {"accuracy": 0.2},
-                        "status": "ok", "budget": 0.25, "rung": 1, "candidate": 3, "phase": "final"})
+    newer = json.dumps(
+        {
+            "trial": 0,
+            "arch": {"hidden_size": 128, "num_attention_heads": 2},
+            "metrics": {"accuracy": 0.2},
+            "status": "ok",
+            "budget": 0.25,
+            "rung": 1,
+            "candidate": 3,
+            "phase": "final",
+        }
+    )
     older = json.dumps({"trial": 1, "arch": {"hidden_size": 256, "num_attention_heads": 2}})
     (tmp_path / "trials.jsonl").write_text(newer + "\n" + older + "\n")
     records = ResultStore(tmp_path).load()
@@ -151,8 +166,17 @@ def test_report_recomputes_front_and_best_from_the_records(tmp_path, capsys):
     stale = json.loads(summary_path.read_text())
     # A trial recorded after the summary (as after a kill): it dominates both.
     with open(tmp_path / "trials.jsonl", "a") as fh:
-        fh.write(json.dumps({"trial": 2, "arch": {"hidden_size": 256, "num_attention_heads": 4},
-                             "metrics": {"accuracy": 0.99, "latency": 0.01}, "status": "ok"}) + "\n")
+        fh.write(
+            json.dumps(
+                {
+                    "trial": 2,
+                    "arch": {"hidden_size": 256, "num_attention_heads": 4},
+                    "metrics": {"accuracy": 0.99, "latency": 0.01},
+                    "status": "ok",
+                }
+            )
+            + "\n"
+        )
     assert stale["best_trial"] != 2
     text = format_report(str(tmp_path))
     assert "pareto front: trials [2]" in text
