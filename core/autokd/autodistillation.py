@@ -273,14 +273,14 @@ class AutoDistillation:
 
     def _search_locked(self, store: ResultStore, resume: bool) -> dict | None:
         if resume:
-            self.search_result = store.load()
+            self.search_result = store.load(repair=True)
             check_resume(self.search_result, store.read_summary(), self.search_space, self.objectives, store.output_dir)
             advisor = self.advisor
             for record in self.search_result:
                 replay_tell(advisor, record.arch, record.values(self.objectives), self._who)
             if self.search_result:
                 log.info("resumed %d recorded trials from %s", len(self.search_result), store.trials_path)
-        elif store.exists() or os.path.exists(store.summary_path):
+        elif store.holds_results():
             what = store.trials_path if store.exists() else store.summary_path
             raise StoreError(
                 f"{what} already holds trials: resume them with resume=True "
@@ -288,6 +288,7 @@ class AutoDistillation:
             )
         else:
             self.search_result = []
+            _ = self.advisor  # a bad advisor option fails here, before summary.json is written
         self._update_best()
 
         progress = _progress(self.max_trials, len(self.search_result), self.show_progress)

@@ -204,17 +204,31 @@ class ResultStore:
     def exists(self) -> bool:
         return os.path.exists(self.trials_path) and os.path.getsize(self.trials_path) > 0
 
+    def holds_results(self) -> bool:
+        """True when a fresh run here would overwrite a search: recorded trials, or a
+        ``summary.json`` of any trial (one of 0 trials, left by a run that failed at
+        once, may go)."""
+        if self.exists():
+            return True
+        if not os.path.lexists(self.summary_path):
+            return False
+        try:
+            summary = self.read_summary()
+        except StoreError:  # unreadable: not ours to overwrite either
+            return True
+        return summary is None or summary.get("trials") != 0
+
     def lock(self) -> OutputDirLock:
         """The exclusive lock of this output directory (``with store.lock(): ...``)."""
         return OutputDirLock(self.output_dir)
 
-    def load(self, repair: bool = True) -> list[TrialRecord]:
+    def load(self, repair: bool = False) -> list[TrialRecord]:
         """Every recorded trial.
 
         A last line cut off by a crash is dropped (that trial runs again); a last record
         without its final newline gets one, so the next append cannot glue two records.
-        With ``repair`` the file is fixed on disk, atomically; without, nothing is
-        written. Any other unreadable line raises :class:`StoreError`
+        With ``repair`` (only a run does it, holding the directory's lock) the file is
+        fixed on disk, atomically; by default nothing is written. Any other unreadable line raises :class:`StoreError`
         ``trials.jsonl:LINE: why``.
         """
         try:

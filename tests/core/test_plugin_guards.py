@@ -156,3 +156,20 @@ def test_unknown_names_in_the_plugin_variables_are_named(site, monkeypatch, var)
         f"{var} names 'optunaa', which no installed plugin or distribution is called (installed: alpha, autokd, "
         f"autokd-alpha) (set AUTOKD_STRICT_PLUGINS=1 to make this an error)"
     ]
+
+
+def test_an_advisor_from_a_distribution_is_named_with_it(site, tmp_path):
+    source = PLUGIN.format(name="alpha").replace("    pass", "    def ask(self):\n        return 'not a point'")
+    make_distribution(site, "autokd-alpha", "alpha", "fakeplugin_alpha", source)
+    agent = autokd.AutoDistillation(
+        lambda arch: arch,
+        {"search": {"search_space": {"x": [1, 2]}, "search_algorithm": "alpha", "metrics": ["accuracy"]}},
+    )
+    agent.show_progress = False
+    agent.train_func = agent.eval_func = lambda model: {"accuracy": 1.0}
+    with pytest.raises(autokd.errors.AdvisorError) as info:
+        agent.search_loop(tmp_path / "out")
+    assert str(info.value) == (
+        "advisor 'alpha' (plugin 'alpha', distribution 'autokd-alpha') proposed str 'not a point' from ask(); "
+        "an advisor must return a dict of one choice per parameter of the search space ['x']"
+    )

@@ -280,3 +280,19 @@ def test_two_runs_on_one_directory_one_exits_2_and_no_trial_is_recorded_twice(tm
     recorded = trials(tmp_path / "out")
     assert [t["trial"] for t in recorded] == list(range(6))
     assert len({json.dumps(t["arch"], sort_keys=True) for t in recorded}) == 6
+
+
+def test_a_constraint_on_a_registered_evaluator_is_computed_in_every_trial(tmp_path):
+    class Params:
+        @autokd.hookimpl
+        def register_evaluators(self, register):
+            register("params", lambda model, ctx: float(model["hidden_size"] * model["num_attention_heads"]))
+
+    autokd.plugins.add_plugin(Params(), "params-plugin")
+    conf = seed_dict_config(max_trials=4, search_algorithm="grid", constraints=["params <= 600"])
+    agent = make_agent(conf=conf)  # params is neither an objective nor in evaluation.record
+    agent.search_loop(tmp_path)
+    assert [t["metrics"]["params"] for t in trials(tmp_path)] == [256.0, 512.0, 512.0, 1024.0]
+    # Unconstrained, 256 x 4 has the best accuracy; meeting params <= 600, 128 x 4 and
+    # 256 x 2 tie (size 512) and the earlier trial wins.
+    assert agent.best_model_arch == {"hidden_size": 128, "num_attention_heads": 4}

@@ -14,6 +14,7 @@ from fractions import Fraction
 import pytest
 from core_helpers import seed_dict_config, synthetic_metrics
 
+import autokd
 from autokd import AutoDistillation, Objective, TrialRecord
 from autokd.cli import format_report, main
 from autokd.errors import StoreError
@@ -37,7 +38,9 @@ def test_a_cut_off_last_line_is_dropped_by_an_atomic_rewrite(tmp_path):
     path = tmp_path / "trials.jsonl"
     path.write_text(record_line(0) + "\n" + record_line(1, 256) + "\n" + record_line(2, 256, 4)[:25])
     inode = os.stat(path).st_ino
-    records = ResultStore(tmp_path).load()
+    assert [r.trial for r in ResultStore(tmp_path).load()] == [0, 1]  # read only by default
+    assert os.stat(path).st_ino == inode
+    records = ResultStore(tmp_path).load(repair=True)
     assert [r.trial for r in records] == [0, 1]
     assert path.read_text() == record_line(0) + "\n" + record_line(1, 256) + "\n"
     assert os.stat(path).st_ino != inode  # replaced, not rewritten in place
@@ -201,7 +204,7 @@ REPAIR = """
 import sys
 from autokd.results import ResultStore
 print("start", flush=True)
-ResultStore(sys.argv[1]).load()
+ResultStore(sys.argv[1]).load(repair=True)
 print("done", flush=True)
 """
 
@@ -238,5 +241,15 @@ def test_a_repair_killed_at_any_moment_leaves_the_old_or_the_repaired_store(tmp_
         data = (store / "trials.jsonl").read_bytes()
         assert data in (cut, whole), f"kill {i}: {len(data)} bytes"
         outcomes["old" if data == cut else "repaired"] += 1
-    assert len(ResultStore(store).load()) == count
+    assert len(ResultStore(store).load(repair=True)) == count
     assert outcomes["old"] >= 1  # some kills did land before the repair finished
+
+
+def test_a_fresh_run_that_failed_at_once_can_be_run_again_without_resume(tmp_path):
+    agent = make_agent(max_trials=2, advisor_options={"nonsense": 1})
+    with pytest.raises(autokd.ConfigError, match="advisor_options"):
+        agent.search_loop(tmp_path)
+    assert not (tmp_path / "summary.json").exists()  # the advisor failed before the loop
+    (tmp_path / "summary.json").write_text('{"trials": 0}\n')  # as a run killed before its first trial leaves
+    make_agent(max_trials=2).search_loop(tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["trials"] == 2
