@@ -176,7 +176,7 @@ class AutoDistillation:
             # Fatal only when no trial ever had it; eval_func leaving it out for one
             # arch fails that trial, and the search (and its resume) goes on.
             if any(name in r.metrics for r in self.search_result if r.ok):
-                raise KeyError(message + " Earlier trials had it: eval_func left it out for this arch") from None
+                raise LookupError(f"{message} Earlier trials had it: eval_func left it out for this arch") from None
             raise _FatalSearchError(f"{message} {exc}") from None
         extras = _trial.current_extras()
         ctx = EvalContext(
