@@ -11,7 +11,9 @@ Environment:
 - ``AUTOKD_DISABLE_PLUGINS=name,...``: plugins (entry-point or distribution names) not
   to load.
 - ``AUTOKD_LOAD_PLUGINS=name,...``: load only these plugins (the core's built-ins always
-  load).
+  load; ``none`` loads only them).
+
+A name in either variable that no installed plugin or distribution has is reported.
 - ``AUTOKD_STRICT_PLUGINS=1``: plugin problems are errors, not warnings.
 """
 
@@ -353,7 +355,7 @@ def _load() -> Registry:
 
     disabled = _names_from_env("AUTOKD_DISABLE_PLUGINS") or set()
     allowed = _names_from_env("AUTOKD_LOAD_PLUGINS")
-    installed: set[str] = {BUILTIN_PLUGIN}
+    installed: set[str] = {BUILTIN_PLUGIN, "none"}  # AUTOKD_LOAD_PLUGINS=none: only the built-ins
     taken: dict[str, str | None] = {}
     for ep in _entry_points():
         dist = getattr(ep, "dist", None)

@@ -154,7 +154,7 @@ def test_unknown_names_in_the_plugin_variables_are_named(site, monkeypatch, var)
         autokd.registry()
     assert messages(caught) == [
         f"{var} names 'optunaa', which no installed plugin or distribution is called (installed: alpha, autokd, "
-        f"autokd-alpha) (set AUTOKD_STRICT_PLUGINS=1 to make this an error)"
+        f"autokd-alpha, none) (set AUTOKD_STRICT_PLUGINS=1 to make this an error)"
     ]
 
 
@@ -173,3 +173,10 @@ def test_an_advisor_from_a_distribution_is_named_with_it(site, tmp_path):
         "advisor 'alpha' (plugin 'alpha', distribution 'autokd-alpha') proposed str 'not a point' from ask(); "
         "an advisor must return a dict of one choice per parameter of the search space ['x']"
     )
+
+
+def test_load_plugins_none_loads_only_the_builtins_without_a_warning(site, monkeypatch, recwarn):
+    make_distribution(site, "autokd-alpha", "alpha", "fakeplugin_alpha", PLUGIN.format(name="alpha"))
+    monkeypatch.setenv("AUTOKD_LOAD_PLUGINS", "none")
+    reg = autokd.registry()
+    assert [p.name for p in reg.plugins] == ["autokd"] and not messages(recwarn)
