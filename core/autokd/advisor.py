@@ -109,19 +109,33 @@ class GridAdvisor(Advisor):
     """Exhaustive search over every point, in the space's fixed order.
 
     Options: ``shuffle`` (bool, default False): visit the points in an order drawn from
-    the seeded RNG instead.
+    the seeded RNG instead (for spaces of at most ``MAX_SHUFFLED`` points: the order is
+    a list of them). The plain order is walked lazily, so a space of any size works.
     """
+
+    MAX_SHUFFLED = 10**6
 
     def __init__(self, space, objectives, seed=None, **options):
         super().__init__(space, objectives, seed, **options)
         self._reject_options("shuffle")
-        self._order = list(self.space.points())
+        self._order: list[int] | None = None
+        self._cursor = 0
         if options.get("shuffle", False):
+            if self.space.size > self.MAX_SHUFFLED:
+                raise ValueError(
+                    f"grid: shuffle over a space of {self.space.size:,} points would list them all "
+                    f"(at most {self.MAX_SHUFFLED:,}); drop shuffle, or use search_algorithm: random"
+                )
+            self._order = list(range(self.space.size))
             _random.Random(seed).shuffle(self._order)
 
     def ask(self) -> dict:
         told = self._told_keys()
-        for point in self._order:
+        total = self.space.size
+        while self._cursor < total:
+            index = self._order[self._cursor] if self._order is not None else self._cursor
+            point = self.space.point_at(index)
             if self.space.key(point) not in told:
                 return point
-        raise SearchExhausted(f"all {self.space.size} points of the search space were evaluated")
+            self._cursor += 1  # told points stay told: never look at them again
+        raise SearchExhausted(f"all {total} points of the search space were evaluated")

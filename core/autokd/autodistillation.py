@@ -11,7 +11,6 @@ for metrics the eval function did not return) â†’ appended to ``trials.jsonl`` â
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import time
@@ -20,12 +19,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import _trial
+from ._advisor_guard import describe_advisor, guarded_ask, guarded_tell, replay_tell
 from .advisor import Advisor, Objective, SearchExhausted, with_budget
 from .config import Config, load_config, to_dict
-from .errors import AutoKDError, ConfigError
-from .evaluation import EvalContext
+from .errors import AutoKDError, ConfigError, StoreError
+from .evaluation import EvalContext, metric_value
 from .plugins import registry
-from .results import ResultStore, TrialRecord, pareto_front, select_best
+from .results import ResultStore, TrialRecord, check_resume, pareto_front, plain_metrics, select_best
 from .space import SearchSpace
 
 __all__ = ["AutoDistillation"]
@@ -69,6 +69,7 @@ class AutoDistillation:
         self.output_dir: str | None = None
         self.show_progress = True
         self._advisor: Advisor | None = None
+        self._advisor_who: str | None = None
         # The loop's own fallback proposals draw from their own RNG, never the global one.
         self._rng = random.Random(None if self.seed is None else self.seed + 7919)
 
@@ -82,6 +83,15 @@ class AutoDistillation:
     @advisor.setter
     def advisor(self, value: Advisor) -> None:
         self._advisor = value
+        self._advisor_who = None
+
+    @property
+    def _who(self) -> str:
+        """The advisor as errors name it: its registered name, plugin and distribution."""
+        if self._advisor_who is None:
+            made_here = self._advisor is not None and getattr(self, "_advisor_made", None) is self._advisor
+            self._advisor_who = describe_advisor(self.advisor, self.config.search.search_algorithm if made_here else None)
+        return self._advisor_who
 
     def _make_advisor(self) -> Advisor:
         search = self.config.search
@@ -95,7 +105,8 @@ class AutoDistillation:
         # An advisor that plans by its number of evaluations gets max_trials.
         options = with_budget(factory, options, self.max_trials)
         try:
-            return factory(self.search_space, self.objectives, seed=self.seed, **options)
+            self._advisor_made = factory(self.search_space, self.objectives, seed=self.seed, **options)
+            return self._advisor_made
         except ConfigError:
             raise  # the advisor already named the field (e.g. search.storage) and the fix
         except TypeError as exc:
@@ -115,18 +126,18 @@ class AutoDistillation:
         proposing evaluated points, an unevaluated point drawn by the loop."""
         evaluated = self._evaluated()
         for _ in range(_MAX_REPEATS):
-            arch = self.search_space.validate(self.advisor.ask())
+            arch = guarded_ask(self.advisor, self.search_space, self._who)
             record = evaluated.get(self.search_space.key(arch))
             if record is None:
                 return arch
             # Answer from the results: the advisor learns the value again, no training.
             log.debug("advisor re-proposed evaluated arch %s (trial %d)", arch, record.trial)
-            self.advisor.tell(arch, record.values(self.objectives))
-        remaining = [p for p in self.search_space.points() if self.search_space.key(p) not in evaluated]
-        if not remaining:
+            replay_tell(self.advisor, arch, record.values(self.objectives), self._who)
+        point = self.search_space.unevaluated_point(set(evaluated), self._rng)
+        if point is None:
             raise SearchExhausted("every point of the search space was evaluated")
         log.info("advisor keeps proposing evaluated architectures; trying an unevaluated one")
-        return remaining[self._rng.randrange(len(remaining))]
+        return point
 
     def train_evaluate(self, model: Any) -> dict:
         """Train ``model`` with ``train_func``, evaluate it with ``eval_func`` and the
@@ -145,8 +156,10 @@ class AutoDistillation:
         if not isinstance(metrics, Mapping):
             raise AutoKDError(f"eval_func must return a dict of metrics or a number, got {type(metrics).__name__}")
         metrics = dict(metrics)
+        # Constraint metrics too: `params <= N` must be computed to be checked (#13).
         wanted = [o.name for o in self.objectives] + list(self.config.evaluation.record)
-        for name in wanted:
+        wanted += [c.metric for c in self.constraints]
+        for name in dict.fromkeys(wanted):
             if name not in metrics:
                 metrics[name] = self._evaluate_with_plugin(name, model, metrics)
         return metrics
@@ -156,10 +169,15 @@ class AutoDistillation:
         try:
             evaluator = evaluators.get(name, self.framework)
         except LookupError as exc:
-            raise _FatalSearchError(
+            message = (
                 f"metric {name!r} is neither returned by eval_func (it returned "
-                f"{sorted(returned) or 'nothing'}) nor a registered evaluator. {exc}"
-            ) from None
+                f"{sorted(returned) or 'nothing'}) nor a registered evaluator."
+            )
+            # Fatal only when no trial ever had it; eval_func leaving it out for one
+            # arch fails that trial, and the search (and its resume) goes on.
+            if any(name in r.metrics for r in self.search_result if r.ok):
+                raise LookupError(f"{message} Earlier trials had it: eval_func left it out for this arch") from None
+            raise _FatalSearchError(f"{message} {exc}") from None
         extras = _trial.current_extras()
         ctx = EvalContext(
             example_inputs=self.example_inputs,
@@ -185,12 +203,15 @@ class AutoDistillation:
                 raise AutoKDError("no model_builder: pass one to AutoDistillation or use a backend's built-in builder")
             model = self.model_builder(dict(arch))
             metrics = self.train_evaluate(model)
-            bad = [o.name for o in self.objectives if not _finite(metrics.get(o.name))]
+            metrics = plain_metrics(metrics)
+            bad = [o.name for o in self.objectives if metric_value(metrics.get(o.name)) is None]
             if bad:
                 raise FloatingPointError(
-                    "non-finite or non-numeric metric " + ", ".join(f"{n}={metrics.get(n)!r}" for n in bad)
+                    "non-finite or non-numeric metric "
+                    + ", ".join(f"{n}={metrics.get(n)!r} ({type(metrics.get(n)).__name__})" for n in bad)
+                    + ": objectives must be finite numbers"
                 )
-            return TrialRecord(index, dict(arch), _plain_metrics(metrics), "ok", None, time.perf_counter() - start, extras)
+            return TrialRecord(index, dict(arch), metrics, "ok", None, time.perf_counter() - start, extras)
         except _FatalSearchError:
             raise
         except Exception as exc:  # a failed trial is recorded and the search goes on
@@ -224,6 +245,7 @@ class AutoDistillation:
             "objectives": [{"name": o.name, "higher_is_better": o.higher_is_better} for o in self.objectives],
             "constraints": [str(c) for c in self.constraints],
             "search_algorithm": self.config.search.search_algorithm,
+            "search_space": self.search_space.to_dict(),
             "seed": self.seed,
             "trials": len(self.search_result),
             "failed": sum(1 for r in self.search_result if not r.ok),
@@ -246,20 +268,27 @@ class AutoDistillation:
         """
         self.output_dir = os.fspath(output_dir) if output_dir is not None else os.path.abspath("autokd-output")
         store = ResultStore(self.output_dir)
+        with store.lock():  # one run per output directory (StoreError naming the holder's pid)
+            return self._search_locked(store, resume)
+
+    def _search_locked(self, store: ResultStore, resume: bool) -> dict | None:
         if resume:
-            self.search_result = store.load()
+            self.search_result = store.load(repair=True)
+            check_resume(self.search_result, store.read_summary(), self.search_space, self.objectives, store.output_dir)
             advisor = self.advisor
             for record in self.search_result:
-                advisor.tell(record.arch, record.values(self.objectives))
+                replay_tell(advisor, record.arch, record.values(self.objectives), self._who)
             if self.search_result:
                 log.info("resumed %d recorded trials from %s", len(self.search_result), store.trials_path)
-        elif store.exists():
-            raise AutoKDError(
-                f"{store.trials_path} already holds trials: resume them with resume=True "
-                f"(autokd run --resume) or choose another output directory"
+        elif store.holds_results():
+            what = store.trials_path if store.exists() else store.summary_path
+            raise StoreError(
+                f"{what} already holds trials: resume them with resume=True "
+                f"(autokd run --resume) or choose another output directory (--output-dir)"
             )
         else:
             self.search_result = []
+            _ = self.advisor  # a bad advisor option fails here, before summary.json is written
         self._update_best()
 
         progress = _progress(self.max_trials, len(self.search_result), self.show_progress)
@@ -275,7 +304,7 @@ class AutoDistillation:
                 record = self._run_trial(index, arch)
                 store.append(record)  # flushed and fsynced before anything else happens
                 self.search_result.append(record)
-                self.advisor.tell(record.arch, record.values(self.objectives))
+                guarded_tell(self.advisor, record.arch, record.values(self.objectives), self._who)
                 best = self._update_best()
                 store.write_summary(self.summary())
                 progress.update(1)
@@ -285,7 +314,9 @@ class AutoDistillation:
                     )
         finally:
             progress.close()
-        store.write_summary(self.summary())
+            # Even after Ctrl-C or an error: summary.json always matches trials.jsonl.
+            self._update_best()
+            store.write_summary(self.summary())
         return self.best_model_arch
 
     def search(self, output_dir: str | os.PathLike | None = None, model_cls: Any = None, resume: bool = False):
@@ -296,26 +327,6 @@ class AutoDistillation:
 
 class _FatalSearchError(AutoKDError):
     """A problem that would fail every trial the same way: stop the search."""
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return not isinstance(value, bool) and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _plain_metrics(metrics: Mapping) -> dict:
-    out = {}
-    for key, value in metrics.items():
-        item = getattr(value, "item", None)
-        if callable(item):
-            try:
-                value = item()
-            except (TypeError, ValueError):
-                pass
-        out[str(key)] = value
-    return out
 
 
 def _short(arch: Mapping) -> str:
