@@ -234,11 +234,13 @@ def test_a_metric_no_trial_ever_has_and_no_evaluator_computes_stops_the_search(t
 # --- two processes at once --------------------------------------------------------------
 
 SLOW_USER = """
-import time
+import pathlib, time
 def build(arch):
     return dict(arch)
 def train(model):
-    time.sleep(0.3)
+    # Hold the run (and its lock) until the test lets go, however loaded the machine is.
+    while not pathlib.Path("release").exists():
+        time.sleep(0.02)
     return model
 def evaluate(model):
     size = model["hidden_size"] * model["num_attention_heads"]
@@ -270,6 +272,7 @@ def test_two_runs_on_one_directory_one_exits_2_and_no_trial_is_recorded_twice(tm
             break
         subprocess.run(["sleep", "0.05"])
     second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    (tmp_path / "release").write_text("")
     assert second.returncode == 2
     assert second.stderr == (
         f"autokd: error: out is in use by another autokd run (pid {first.pid}): wait for it to finish, "
