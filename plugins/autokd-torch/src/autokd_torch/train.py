@@ -116,6 +116,8 @@ class FlashDistillationTrainFunc:
         ``config.train.teacher_cache``. With it, ``teacher_model`` may be None.
     :param output_dir: the search's output directory; the cache's files go to
         ``<output_dir>/teacher_cache/`` unless ``train.teacher_cache.directory`` is set.
+    :param num_workers: ``DataLoader`` worker processes for a dataset's batches.
+    :param pin_memory: pin the batches in memory (when CUDA is used).
     :param train_config: the engine settings (device, mixed precision, accumulation,
         clipping, schedule); default ``config.train``.
 
@@ -147,6 +149,8 @@ class FlashDistillationTrainFunc:
         teacher_forward: TeacherForward | None = None,
         output_dir: str | os.PathLike | None = None,
         train_config: TrainConfig | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
     ):
         if config.auto_distillation is None:
             raise AutoKDError("auto_distillation: missing: the built-in train function runs its stages")
@@ -169,7 +173,9 @@ class FlashDistillationTrainFunc:
         self.optimizer = dict(optimizer or self.train_config.optimizer)
         self.seed = seed
         self.show_progress = show_progress
+        self.num_workers, self.pin_memory = num_workers, pin_memory
         self.output_dir = None if output_dir is None else os.fspath(output_dir)
+        self.last_stages: list[dict] = []  # the stages' losses of the last call
         self._progress: weakref.WeakKeyDictionary[nn.Module, _Progress] = weakref.WeakKeyDictionary()
         stages = self.flash_stages + self.regular_stages
         specs, logits = teacher_feature_specs(stages), stages_need_logits(stages)
@@ -206,7 +212,14 @@ class FlashDistillationTrainFunc:
     def _batches(self, accelerator=None):
         data = self.train_data
         if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-            data = make_dataloader(data, self.batch_size, collate_fn=self.data_collator, seed=self.seed)
+            data = make_dataloader(
+                data,
+                self.batch_size,
+                collate_fn=self.data_collator,
+                seed=self.seed,
+                num_workers=self.num_workers,
+                pin_memory=self.pin_memory,
+            )
         if accelerator is not None:
             data = prepare_batches(accelerator, data)
         return repeat_batches(data)
@@ -286,9 +299,7 @@ class FlashDistillationTrainFunc:
         finally:
             record_extra("teacher_cache", self.teacher.finish())
             record_extra("train", self.engine.record(accelerator, self.batch_size))
-        record_extra(
-            "stages",
-            [
+        self.last_stages = [
                 {
                     "name": d.name,
                     "steps": len(d.history),
@@ -296,10 +307,10 @@ class FlashDistillationTrainFunc:
                     "last_loss": d.history[-1],
                     **({"steps_done": d.steps_done} if budget is not None else {}),
                 }
-                for d in to_run
-                if d.history
-            ],
-        )
+            for d in to_run
+            if d.history
+        ]
+        record_extra("stages", self.last_stages)
         return trained
 
 
