@@ -128,11 +128,20 @@ def select_best(
     return min(scored, key=sort_key)[0], False
 
 
+def is_main_process() -> bool:
+    """Whether this process writes results: the only one, or rank 0 of several started by
+    ``torchrun`` / ``accelerate launch`` (which set ``RANK``); the others train their share
+    and read."""
+    return os.environ.get("RANK", "0").strip() in ("", "0")
+
+
 class ResultStore:
-    """``trials.jsonl`` and ``summary.json`` under an output directory."""
+    """``trials.jsonl`` and ``summary.json`` under an output directory (written by the
+    main process only: :func:`is_main_process`)."""
 
     def __init__(self, output_dir: str | os.PathLike):
         self.output_dir = os.fspath(output_dir)
+        self.writes = is_main_process()
         self.trials_path = os.path.join(self.output_dir, TRIALS_FILE)
         self.summary_path = os.path.join(self.output_dir, SUMMARY_FILE)
 
@@ -161,12 +170,16 @@ class ResultStore:
         return records
 
     def _truncate_to(self, lines: list[str]) -> None:
+        if not self.writes:
+            return
         with open(self.trials_path, "w", encoding="utf-8") as fh:
             fh.write("".join(line + "\n" for line in lines if line.strip()))
             fh.flush()
             os.fsync(fh.fileno())
 
     def append(self, record: TrialRecord) -> None:
+        if not self.writes:
+            return
         os.makedirs(self.output_dir, exist_ok=True)
         line = json.dumps(record.to_json(), default=_json_default, allow_nan=True)
         with open(self.trials_path, "a", encoding="utf-8") as fh:
@@ -175,6 +188,8 @@ class ResultStore:
             os.fsync(fh.fileno())
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
+        if not self.writes:
+            return
         os.makedirs(self.output_dir, exist_ok=True)
         tmp = self.summary_path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as fh:

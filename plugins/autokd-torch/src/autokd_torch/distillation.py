@@ -91,7 +91,14 @@ class Distillation:
         cache of ``train.teacher_cache`` for this run when the data is a map-style
         dataset, so that later epochs reuse the teacher's outputs; a given one is shared
         and prepared by its owner, e.g. the built-in train function).
-    :ivar history: the loss of every step of the last :meth:`fit`.
+    :ivar history: the loss of every optimizer step of the last :meth:`fit` (the mean over
+        its micro-batches).
+    :ivar learning_rates: the learning rate of every optimizer step of the last :meth:`fit`.
+    :ivar engine: the :class:`~autokd_torch.engine.Engine` of ``train`` (device, mixed
+        precision, accumulation, clipping, schedule).
+    :ivar steps_done: optimizer steps trained by every :meth:`fit` so far; with
+        ``optimizer``, ``lr_scheduler`` and ``criterion`` kept, a later :meth:`fit`
+        continues the run (``schedule_steps``: the length its schedule is defined over).
     """
 
     def __init__(
@@ -127,6 +134,7 @@ class Distillation:
         self.seed: int | None = None
         self.show_progress = True
         self.history: list[float] = []
+        self.learning_rates: list[float] = []
         self.engine = Engine(self.train_config, "distillation.train" if self.config and self.config.distillation else "train")
         self.accelerator = None
         self.lr_scheduler = None
@@ -235,7 +243,7 @@ class Distillation:
             criterion.student_model = student
             optimizer = scheduler = None
             student.train()
-            self.history = []
+            self.history, self.learning_rates = [], []
             accelerator.step = 0  # each optimizer step is `accumulation` micro-batches from here
             for step in range(steps):
                 total = 0.0
@@ -255,6 +263,7 @@ class Distillation:
                         if accelerator.sync_gradients:
                             _add_new_parameters(self.optimizer, criterion)
                             reduce_gradients(accelerator, criterion.parameters())
+                            learning_rate = self.optimizer.param_groups[0]["lr"]
                             if engine.train.max_grad_norm is not None:
                                 accelerator.clip_grad_norm_(
                                     [p for g in optimizer.param_groups for p in g["params"]], engine.train.max_grad_norm
@@ -269,6 +278,7 @@ class Distillation:
                     raise FloatingPointError(f"{self.name}: the loss is {value} at step {step + 1} of {steps}")
                 self.steps_done += 1
                 self.history.append(value)
+                self.learning_rates.append(learning_rate)
                 bar.set_postfix_str(f"loss={value:.4g}", refresh=False)
                 bar.update(1)
         finally:

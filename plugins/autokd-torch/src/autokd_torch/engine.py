@@ -70,10 +70,11 @@ def check_machine(train: TrainConfig, field: str = "train") -> None:
 
 
 def is_main_process() -> bool:
-    """Whether this is the process that writes results and files (always, when alone)."""
-    from accelerate import PartialState
+    """Whether this is the process that writes results and files (always, when alone):
+    the core's rule, which the result store follows too."""
+    from autokd.results import is_main_process as main
 
-    return PartialState().is_main_process
+    return main()
 
 
 def agree(value: Any) -> Any:
@@ -113,7 +114,8 @@ class Engine:
         from accelerate.utils import DistributedDataParallelKwargs, GradientAccumulationPlugin
 
         train = self.train
-        cpu = train.device == "cpu"
+        # on a machine without a GPU, cpu=True is what makes accelerate run several CPU processes
+        cpu = resolved_device(train.device) == "cpu"
         if AcceleratorState._shared_state and PartialState().num_processes == 1:
             current = AcceleratorState()
             wants_cpu = resolved_device(train.device) == "cpu"

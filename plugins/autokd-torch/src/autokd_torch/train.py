@@ -9,7 +9,7 @@ without mappings by ``KnowledgeDistillationLoss`` (``loss_types`` = [student-vs-
 student-vs-teacher], ``temperature``), whose student-vs-targets term already is the
 student's own loss, so ``add_origin_loss`` adds nothing there.
 
-All stages of a trial draw from one stream of batches, and all trials of a search share
+Each stage draws from its own stream of the seeded batch order, and all trials of a search share
 one :class:`~autokd_torch.teacher.TeacherForward` and its teacher-output cache
 (``train.teacher_cache``, issue #8): the teacher runs once per training example and
 output, not once per step of every stage of every trial. A caller that builds a new train
@@ -93,7 +93,6 @@ class _Progress:
     """How far one student got (a train function continuing it with a budget)."""
 
     distillers: list[Distillation]
-    batches: Any
     done: list[float]
     rng_state: torch.Tensor | None = None
 
@@ -225,8 +224,9 @@ class FlashDistillationTrainFunc:
         return repeat_batches(data)
 
     def distillers(self, accelerator=None) -> list[Distillation]:
-        """One :class:`Distillation` per stage, flash stages first, sharing the batches."""
-        batches = self._batches(accelerator)
+        """One :class:`Distillation` per stage, flash stages first, each with its own
+        stream of the seeded batch order (so a stage continued later sees the batches it
+        would have seen in one go)."""
         stages: list[tuple[str, Stage]] = []
         for i, stage in enumerate(self.flash_stages):
             where = f" {stage.block_name}" if stage.block_name else ""
@@ -243,7 +243,7 @@ class FlashDistillationTrainFunc:
                 name=name,
             )
             distiller.teacher_model = self.teacher_model
-            distiller.train_dataloader = batches
+            distiller.train_dataloader = self._batches(accelerator)
             distiller.optimizer_config = self.optimizer
             distiller.show_progress = self.show_progress
             distiller.engine = self.engine
@@ -258,7 +258,7 @@ class FlashDistillationTrainFunc:
         progress = self._progress.get(model) if budget is not None else None
         if progress is None:
             distillers = self.distillers(accelerator)
-            progress = _Progress(distillers, distillers[0].train_dataloader, [0.0] * len(stages))
+            progress = _Progress(distillers, [0.0] * len(stages))
             initializer = basis_matcher_initializer(model)
             if initializer is not None:
                 for distiller in distillers:
@@ -299,6 +299,7 @@ class FlashDistillationTrainFunc:
         finally:
             record_extra("teacher_cache", self.teacher.finish())
             record_extra("train", self.engine.record(accelerator, self.batch_size))
+        self.last_distillers = to_run
         self.last_stages = [
                 {
                     "name": d.name,
