@@ -258,7 +258,7 @@ def test_autokd_run_refuses_a_gpu_setting_before_loading_the_teacher(tmp_path):
     text = (
         "model: {framework: pytorch, teacher: 'tiny_task:no_such_teacher'}\n"
         "auto_distillation:\n"
-        "  search: {search_space: {hidden_size: [8]}, metrics: [eval_loss], max_trials: 1}\n"
+        "  search: {search_space: {hidden_size: [8]}, search_algorithm: grid, metrics: [eval_loss], max_trials: 1}\n"
         "  regular_distillation: {train_steps: [1]}\n"
         "train: {device: 'cuda:1'}\n"
         "data: {train: 'tiny_task:train_data', eval: 'tiny_task:eval_data'}\n"
