@@ -892,9 +892,8 @@ def _check_engine(train: TrainConfig, path: str, problems: list[str]) -> None:
     if not isinstance(train.device, str) or not _DEVICE.fullmatch(train.device):
         problems.append(f"{path}.device: 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {train.device!r}")
     if train.mixed_precision not in MIXED_PRECISION:
-        problems.append(
-            f"{path}.mixed_precision: 'no', 'fp16' or 'bf16', got {train.mixed_precision!r}{_hint(train.mixed_precision)}"
-        )
+        hint = _hint(train.mixed_precision)
+        problems.append(f"{path}.mixed_precision: 'no', 'fp16' or 'bf16', got {train.mixed_precision!r}{hint}")
     elif train.mixed_precision == "fp16" and train.device in ("cpu", "mps"):
         problems.append(
             f"{path}.mixed_precision: fp16 needs a CUDA GPU and device is {train.device!r}; use bf16 or no"

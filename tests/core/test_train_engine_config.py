@@ -31,7 +31,13 @@ def test_the_engine_keys_are_read():
     assert train.lr_scheduler == LRSchedulerConfig("cosine", warmup_ratio=0.1)
     assert train.lr_scheduler.warmup(25) == 3  # ceil(0.1 * 25)
     assert LRSchedulerConfig("linear", warmup_steps=7).warmup(25) == 7
-    assert train.set_fields() == {"device", "mixed_precision", "gradient_accumulation_steps", "max_grad_norm", "lr_scheduler"}
+    assert train.set_fields() == {
+        "device",
+        "mixed_precision",
+        "gradient_accumulation_steps",
+        "max_grad_norm",
+        "lr_scheduler",
+    }
 
 
 def test_the_defaults_train_as_before():
@@ -82,7 +88,10 @@ def test_impossible_settings_are_refused_with_their_paths():
             {"lr_scheduler": {"warmup_steps": 10}},
             "train.lr_scheduler.type: 'constant' has no warm-up; use 'constant_with_warmup' (or linear, cosine)",
         ),
-        ({"lr_scheduler": {"type": "linear", "warmup_steps": -1}}, "train.lr_scheduler.warmup_steps: must be >= 0, got -1"),
+        (
+            {"lr_scheduler": {"type": "linear", "warmup_steps": -1}},
+            "train.lr_scheduler.warmup_steps: must be >= 0, got -1",
+        ),
         (
             {"lr_scheduler": {"type": "linear", "warmup": 3}},
             "train.lr_scheduler.warmup: unknown key (known keys here: type, warmup_ratio, warmup_steps)",

@@ -19,9 +19,7 @@ CONFIG = {
         "search": {"search_space": {"hidden_size": [16]}, "metrics": ["eval_loss"], "max_trials": 1},
         "flash_distillation": {
             "block_names": ["bert.encoder.layer.1"],
-            "layer_mappings_for_knowledge_transfer": [
-                [["bert.encoder.layer.1.output", "bert.encoder.layer.1.output"]]
-            ],
+            "layer_mappings_for_knowledge_transfer": [[["bert.encoder.layer.1.output", "bert.encoder.layer.1.output"]]],
             "loss_types": [["MSE"]],
             "train_steps": [3],
         },
@@ -40,9 +38,7 @@ def test_everything_trains_on_the_gpu(precision):
     student = tiny_bert(seed=1, hidden_size=16, intermediate_size=20)
     seen = []
     student.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(
-            (kwargs["input_ids"].device.type, torch.is_autocast_enabled("cuda"))
-        ),
+        lambda module, args, kwargs: seen.append((kwargs["input_ids"].device.type, torch.is_autocast_enabled("cuda"))),
         with_kwargs=True,
     )
     train_func = FlashDistillationTrainFunc(config, teacher, TokenDataset(24), seed=0, show_progress=False)
@@ -59,9 +55,7 @@ def test_everything_trains_on_the_gpu(precision):
 
 def test_cache_entries_are_pinned_host_memory():
     config = autokd.load_config(CONFIG)
-    train_func = FlashDistillationTrainFunc(
-        config, tiny_bert(seed=0), TokenDataset(24), seed=0, show_progress=False
-    )
+    train_func = FlashDistillationTrainFunc(config, tiny_bert(seed=0), TokenDataset(24), seed=0, show_progress=False)
     train_func(tiny_bert(seed=1, hidden_size=16, intermediate_size=20))
     cache = train_func.teacher.cache
     entries = [row for rows in cache._memory.values() for row in rows.values()]
@@ -75,7 +69,9 @@ def test_the_trainer_distils_on_the_gpu_out_of_the_box(tmp_path):
 
     trainer = Trainer(
         model=tiny_bert(seed=1),
-        args=TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, report_to=[], disable_tqdm=True),
+        args=TrainingArguments(
+            output_dir=str(tmp_path), per_device_train_batch_size=8, report_to=[], disable_tqdm=True
+        ),
         train_dataset=TokenDataset(24, seed=1),
         eval_dataset=TokenDataset(12, seed=2),
         autodistillation_config={

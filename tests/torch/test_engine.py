@@ -93,7 +93,13 @@ def test_clipping_bounds_the_update():
 
     distiller(free, teacher, data, batch_size=8, train_steps=1, optimizer={"SGD": {"learning_rate": 1.0}}).fit()
     distiller(
-        clipped, teacher, data, batch_size=8, train_steps=1, optimizer={"SGD": {"learning_rate": 1.0}}, max_grad_norm=0.01
+        clipped,
+        teacher,
+        data,
+        batch_size=8,
+        train_steps=1,
+        optimizer={"SGD": {"learning_rate": 1.0}},
+        max_grad_norm=0.01,
     ).fit()
     assert update(free) > 0.1
     assert update(clipped) == pytest.approx(0.01, rel=1e-3)  # lr 1: the update is the clipped gradient
@@ -111,9 +117,7 @@ SEARCH = {
         },
         "flash_distillation": {
             "block_names": ["bert.encoder.layer.1"],
-            "layer_mappings_for_knowledge_transfer": [
-                [["bert.encoder.layer.1.output", "bert.encoder.layer.1.output"]]
-            ],
+            "layer_mappings_for_knowledge_transfer": [[["bert.encoder.layer.1.output", "bert.encoder.layer.1.output"]]],
             "loss_types": [["MSE"]],
             "train_steps": [6],
         },
@@ -183,7 +187,9 @@ def test_a_budget_of_a_third_then_two_thirds_trains_as_one_call():
     """One stage, so the increments are the one run cut in two. (With several stages each
     increment runs every stage in turn: the regular stage's first steps then come before
     the flash stage's last ones, a different run by design.)"""
-    config = autokd.load_config({**SEARCH, "auto_distillation": {**SEARCH["auto_distillation"], "flash_distillation": None}})
+    config = autokd.load_config(
+        {**SEARCH, "auto_distillation": {**SEARCH["auto_distillation"], "flash_distillation": None}}
+    )
     teacher, data = tiny_bert(seed=0), TokenDataset(24, seed=1)
     stepwise = FlashDistillationTrainFunc(config, teacher, data, seed=0, show_progress=False)
     at_once = FlashDistillationTrainFunc(config, teacher, data, seed=0, show_progress=False)

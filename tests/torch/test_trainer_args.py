@@ -73,12 +73,17 @@ def test_the_training_arguments_become_the_train_settings(tmp_path):
     assert train.lr_scheduler == LRSchedulerConfig("cosine", warmup_steps=2)
     assert train.batch_size == 4
     adam = trainer(
-        tmp_path, optim="adamw_torch", adam_beta1=0.8, adam_beta2=0.9, adam_epsilon=1e-6, warmup_steps=0.25,
-        lr_scheduler_type="linear", bf16=False, max_grad_norm=0.0,
+        tmp_path,
+        optim="adamw_torch",
+        adam_beta1=0.8,
+        adam_beta2=0.9,
+        adam_epsilon=1e-6,
+        warmup_steps=0.25,
+        lr_scheduler_type="linear",
+        bf16=False,
+        max_grad_norm=0.0,
     ).autodistillation_train_config()
-    assert adam.optimizer == {
-        "AdamW": {"learning_rate": 0.02, "weight_decay": 0.01, "betas": [0.8, 0.9], "eps": 1e-6}
-    }
+    assert adam.optimizer == {"AdamW": {"learning_rate": 0.02, "weight_decay": 0.01, "betas": [0.8, 0.9], "eps": 1e-6}}
     assert adam.lr_scheduler == LRSchedulerConfig("linear", warmup_ratio=0.25)
     assert (adam.mixed_precision, adam.max_grad_norm) == ("no", None)
     factor = trainer(tmp_path, optim="adafactor").autodistillation_train_config()
@@ -172,7 +177,9 @@ def test_the_search_runs_as_the_arguments_say(tmp_path):
     assert [log["autokd/regular 1/1/last_loss"] for log in seen if "autokd/regular 1/1/last_loss" in log] == [
         stage_log[0]["autokd/regular 1/1/last_loss"]
     ]
-    assert [log["autokd/eval_loss"] for log in seen if "autokd/eval_loss" in log] == [metrics_log[0]["autokd/eval_loss"]]
+    assert [log["autokd/eval_loss"] for log in seen if "autokd/eval_loss" in log] == [
+        metrics_log[0]["autokd/eval_loss"]
+    ]
 
 
 def test_a_teacher_on_another_device_is_moved_to_the_students(tmp_path):

@@ -135,7 +135,9 @@ class Distillation:
         self.show_progress = True
         self.history: list[float] = []
         self.learning_rates: list[float] = []
-        self.engine = Engine(self.train_config, "distillation.train" if self.config and self.config.distillation else "train")
+        self.engine = Engine(
+            self.train_config, "distillation.train" if self.config and self.config.distillation else "train"
+        )
         self.accelerator = None
         self.lr_scheduler = None
         self.schedule_steps: int | None = None

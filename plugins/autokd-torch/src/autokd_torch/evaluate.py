@@ -109,8 +109,9 @@ def _loss_against(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 class EvalFunc:
     """The built-in ``eval_func(model) -> metrics``: :func:`evaluate` on the evaluation
-    data (on ``engine``'s device, under its autocast, when given). A metric the config names as ``eval_X`` is ``X`` of the results and the other
-    way round (``accuracy`` from ``compute_metrics`` answers ``eval_accuracy``)."""
+    data (on ``engine``'s device, under its autocast, when given). A metric the config
+    names as ``eval_X`` is ``X`` of the results and the other way round (``accuracy``
+    from ``compute_metrics`` answers ``eval_accuracy``)."""
 
     def __init__(
         self,

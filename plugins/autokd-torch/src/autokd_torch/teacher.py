@@ -379,7 +379,9 @@ class TeacherForward:
         if reason is not None:
             self._turn_off(reason, for_good=False)
             return
-        root = None if self.output_dir is None or not self.write_files else os.path.join(self.output_dir, "teacher_cache")
+        root = (
+            None if self.output_dir is None or not self.write_files else os.path.join(self.output_dir, "teacher_cache")
+        )
         if not self._bound or train_data is not self._data or data_collator is not self._collate_fn:
             self._data, self._collate_fn = train_data, data_collator
             teacher_hash, dtype = self._weights_hash, cache.dtype

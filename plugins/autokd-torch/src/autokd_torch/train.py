@@ -301,13 +301,13 @@ class FlashDistillationTrainFunc:
             record_extra("train", self.engine.record(accelerator, self.batch_size))
         self.last_distillers = to_run
         self.last_stages = [
-                {
-                    "name": d.name,
-                    "steps": len(d.history),
-                    "first_loss": d.history[0],
-                    "last_loss": d.history[-1],
-                    **({"steps_done": d.steps_done} if budget is not None else {}),
-                }
+            {
+                "name": d.name,
+                "steps": len(d.history),
+                "first_loss": d.history[0],
+                "last_loss": d.history[-1],
+                **({"steps_done": d.steps_done} if budget is not None else {}),
+            }
             for d in to_run
             if d.history
         ]
