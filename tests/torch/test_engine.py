@@ -214,6 +214,8 @@ def test_a_budget_of_a_third_then_two_thirds_trains_as_one_call():
 
 
 def test_budgets_of_several_stages_add_up_to_their_steps():
+    import gc
+
     config = search_config()
     train_func = FlashDistillationTrainFunc(config, tiny_bert(seed=0), TokenDataset(24, seed=1), show_progress=False)
     model = student()
@@ -221,6 +223,11 @@ def test_budgets_of_several_stages_add_up_to_their_steps():
         train_func(model, budget=budget)
     assert [d.steps_done for d in train_func.last_distillers] == [6, 6]
     assert [len(d.history) for d in train_func.last_distillers] == [4, 4]  # round(6) - round(6 / 3)
+    assert len(train_func._progress) == 1
+    del model
+    train_func.last_distillers = []
+    gc.collect()
+    assert len(train_func._progress) == 0  # a student dropped by the search takes its progress with it
 
 
 def test_per_stage_budgets_and_a_final_distillation_past_the_full_budget():

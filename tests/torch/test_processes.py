@@ -93,3 +93,7 @@ def test_two_processes_record_the_trials_of_one_once(tmp_path):
     # each process trained on 4 of every 8 examples, 2 micro-batches per step
     assert two[0]["extras"]["train"]["effective_batch_size"] == 16
     assert [s["steps"] for s in two[0]["extras"]["stages"]] == [3]
+    # data-parallel over halves of each batch is the one-process run up to float rounding
+    for a, b in zip(one, two):
+        assert b["metrics"]["eval_loss"] == pytest.approx(a["metrics"]["eval_loss"], rel=1e-4)
+        assert b["extras"]["stages"][0]["last_loss"] == pytest.approx(a["extras"]["stages"][0]["last_loss"], rel=1e-4)

@@ -299,6 +299,9 @@ class FlashDistillationTrainFunc:
         finally:
             record_extra("teacher_cache", self.teacher.finish())
             record_extra("train", self.engine.record(accelerator, self.batch_size))
+            for distiller in distillers:
+                # what a student's progress keeps must not keep the student (its weak key) alive
+                distiller.student_model = distiller.accelerator = None
         self.last_distillers = to_run
         self.last_stages = [
             {
