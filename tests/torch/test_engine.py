@@ -280,3 +280,10 @@ def test_autokd_run_refuses_a_gpu_setting_before_loading_the_teacher(tmp_path):
     with pytest.raises(autokd.ConfigError, match=r"train\.device: 'cuda:1', but this machine has no CUDA GPU"):
         run_config(str(path), output_dir=str(tmp_path / "out"), progress=False)
     assert not (tmp_path / "out" / "trials.jsonl").exists()
+
+
+def test_epochs_count_batches_not_optimizer_steps():
+    teacher, student = pair()
+    run = distiller(student, teacher, TokenDataset(32), batch_size=8, gradient_accumulation_steps=2, epochs=2)
+    run.fit()
+    assert len(run.history) == 4  # 2 epochs of 4 batches, 2 batches per optimizer step

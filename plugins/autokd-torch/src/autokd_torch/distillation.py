@@ -174,7 +174,8 @@ class Distillation:
             return int(steps)
         if batches_per_epoch is None:
             raise AutoKDError(f"{self.name}: set train_steps (the data has no length to count epochs by)")
-        return (self.train_config.epochs or 1) * batches_per_epoch
+        # optimizer steps: each takes gradient_accumulation_steps batches
+        return math.ceil((self.train_config.epochs or 1) * batches_per_epoch / self.engine.accumulation)
 
     def _trainable(self, student: nn.Module) -> list[nn.Parameter]:
         if self.block_name is None:
