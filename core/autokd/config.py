@@ -43,6 +43,7 @@ __all__ = [
     "AutoDistillationConfig",
     "TrainConfig",
     "TeacherCacheConfig",
+    "LRSchedulerConfig",
     "DistillationConfig",
     "EvaluationConfig",
     "DataConfig",
@@ -262,6 +263,41 @@ class TeacherCacheConfig:
     disk_budget_mb: float | None = None
 
 
+# ``train.lr_scheduler.type``: the schedules of ``transformers.get_scheduler`` that need
+# nothing but warm-up and total steps.
+LR_SCHEDULER_TYPES = (
+    "constant",
+    "constant_with_warmup",
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "inverse_sqrt",
+)
+MIXED_PRECISION = ("no", "fp16", "bf16")
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+@attrs.frozen
+class LRSchedulerConfig:
+    """``train.lr_scheduler``: the learning rate of every stage over its configured steps.
+
+    :ivar type: one of :data:`LR_SCHEDULER_TYPES` (``transformers.get_scheduler``).
+    :ivar warmup_ratio: warm-up as a fraction of the stage's steps, or
+    :ivar warmup_steps: warm-up in optimizer steps (not both).
+    """
+
+    type: str = "constant"
+    warmup_ratio: float | None = None
+    warmup_steps: int | None = None
+
+    def warmup(self, train_steps: int) -> int:
+        """Warm-up steps of a stage of ``train_steps`` optimizer steps."""
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return math.ceil((self.warmup_ratio or 0.0) * train_steps)
+
+
 @attrs.frozen
 class TrainConfig:
     """``train`` (and ``distillation.train``): how the built-in train function trains.
@@ -269,6 +305,13 @@ class TrainConfig:
     :ivar function: import string of a user train function (``model -> model``).
     :ivar optimizer: ``{name: {arguments}}``, e.g. ``{'SGD': {'learning_rate': 0.001}}``.
     :ivar criterion: ``{criterion name: {arguments}}`` (single distillation runs).
+    :ivar device: ``auto`` (CUDA when available, else MPS, else the CPU), ``cpu``,
+        ``cuda``, ``cuda:N`` or ``mps``; what the machine has is checked by the backend.
+    :ivar mixed_precision: ``no``, ``fp16`` (a GPU) or ``bf16``: autocast of the forward passes.
+    :ivar gradient_accumulation_steps: micro-batches of ``batch_size`` per optimizer step
+        (``train_steps`` count optimizer steps).
+    :ivar max_grad_norm: clip the gradients' global norm to this (None: no clipping).
+    :ivar lr_scheduler: the learning-rate schedule of each stage.
     """
 
     function: str | None = None
@@ -278,6 +321,17 @@ class TrainConfig:
     train_steps: int | None = None
     epochs: int | None = None
     teacher_cache: TeacherCacheConfig = attrs.field(factory=TeacherCacheConfig)
+    device: str = "auto"
+    mixed_precision: str = "no"
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float | None = None
+    lr_scheduler: LRSchedulerConfig = attrs.field(factory=LRSchedulerConfig)
+
+    def set_fields(self) -> set[str]:
+        """The fields whose value differs from the default (what a config ``train``
+        section overrides, e.g. in ``Trainer.autodistillation``)."""
+        default = TrainConfig()
+        return {f.name for f in attrs.fields(TrainConfig) if getattr(self, f.name) != getattr(default, f.name)}
 
 
 @attrs.frozen
@@ -897,6 +951,38 @@ def _check_train(train: TrainConfig, path: str, problems: list[str]) -> None:
     if train.teacher_cache.disk_budget_mb is not None and train.teacher_cache.disk_budget_mb < 0:
         problems.append(f"{path}.teacher_cache.disk_budget_mb: must be >= 0 (or null for no limit)")
     _check_criterion(train.criterion, f"{path}.criterion", problems)
+    _check_engine(train, path, problems)
+
+
+def _check_engine(train: TrainConfig, path: str, problems: list[str]) -> None:
+    """The engine keys: devices, precision, accumulation, clipping, schedule. What the
+    machine has (a GPU for ``cuda`` or ``fp16``) is checked by the backend."""
+    if not isinstance(train.device, str) or not _DEVICE.fullmatch(train.device):
+        problems.append(f"{path}.device: 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {train.device!r}")
+    if train.mixed_precision not in MIXED_PRECISION:
+        hint = _hint(train.mixed_precision)
+        problems.append(f"{path}.mixed_precision: 'no', 'fp16' or 'bf16', got {train.mixed_precision!r}{hint}")
+    elif train.mixed_precision == "fp16" and train.device in ("cpu", "mps"):
+        problems.append(
+            f"{path}.mixed_precision: fp16 needs a CUDA GPU and device is {train.device!r}; use bf16 or no"
+        )
+    if train.gradient_accumulation_steps < 1:
+        problems.append(
+            f"{path}.gradient_accumulation_steps: must be at least 1, got {train.gradient_accumulation_steps}"
+        )
+    if train.max_grad_norm is not None and not train.max_grad_norm > 0:
+        problems.append(f"{path}.max_grad_norm: must be positive (or null for no clipping), got {train.max_grad_norm}")
+    schedule, spath = train.lr_scheduler, f"{path}.lr_scheduler"
+    if schedule.type not in LR_SCHEDULER_TYPES:
+        problems.append(f"{spath}.type: one of {', '.join(LR_SCHEDULER_TYPES)}, got {schedule.type!r}")
+    if schedule.warmup_ratio is not None and schedule.warmup_steps is not None:
+        problems.append(f"{spath}: give warmup_ratio or warmup_steps, not both")
+    if schedule.warmup_ratio is not None and not 0 <= schedule.warmup_ratio <= 1:
+        problems.append(f"{spath}.warmup_ratio: a fraction of the stage's steps in [0, 1], got {schedule.warmup_ratio}")
+    if schedule.warmup_steps is not None and schedule.warmup_steps < 0:
+        problems.append(f"{spath}.warmup_steps: must be >= 0, got {schedule.warmup_steps}")
+    if schedule.type == "constant" and (schedule.warmup_ratio or schedule.warmup_steps):
+        problems.append(f"{spath}.type: 'constant' has no warm-up; use 'constant_with_warmup' (or linear, cosine)")
 
 
 # --------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ best architecture. Nothing here unpickles: records are JSON.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -14,6 +15,7 @@ import numbers
 import os
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import attrs
@@ -189,15 +191,25 @@ def select_best(
     return min(scored, key=sort_key)[0], False
 
 
+def is_main_process() -> bool:
+    """Whether this process writes results: the only one, or rank 0 of several started by
+    ``torchrun`` / ``accelerate launch`` (which set ``RANK``); the others train their share
+    and read."""
+    return os.environ.get("RANK", "0").strip() in ("", "0")
+
+
 class ResultStore:
     """``trials.jsonl`` and ``summary.json`` under an output directory.
 
     Only a run repairs the store (under its lock); ``autokd report`` reads with
     ``load(repair=False)`` and never writes.
+    Only the main process writes (:func:`is_main_process`): under ``torchrun`` the
+    other ranks train their share of each batch and record nothing.
     """
 
     def __init__(self, output_dir: str | os.PathLike):
         self.output_dir = os.fspath(output_dir)
+        self.writes = is_main_process()
         self.trials_path = os.path.join(self.output_dir, TRIALS_FILE)
         self.summary_path = os.path.join(self.output_dir, SUMMARY_FILE)
 
@@ -218,9 +230,13 @@ class ResultStore:
             return True
         return summary is None or summary.get("trials") != 0
 
-    def lock(self) -> OutputDirLock:
-        """The exclusive lock of this output directory (``with store.lock(): ...``)."""
-        return OutputDirLock(self.output_dir)
+    def lock(self) -> AbstractContextManager:
+        """The exclusive lock of this output directory (``with store.lock(): ...``).
+
+        Only the main process, the one that writes, takes it: the other ranks of one
+        ``torchrun`` run share the main process's directory without writing.
+        """
+        return OutputDirLock(self.output_dir) if self.writes else contextlib.nullcontext()
 
     def load(self, repair: bool = False) -> list[TrialRecord]:
         """Every recorded trial.
@@ -274,11 +290,11 @@ class ResultStore:
                 ) from None
         if keep < len(data):
             log.warning("%s: dropping a last line cut off mid-write; that trial runs again", self.trials_path)
-            if repair:
+            if repair and self.writes:
                 atomic_write(self.trials_path, data[:keep])
         elif data and not data.endswith(b"\n"):
             log.warning("%s: the last record had no final newline; adding it", self.trials_path)
-            if repair:
+            if repair and self.writes:
                 atomic_write(self.trials_path, data + b"\n")
         return records
 
@@ -292,6 +308,8 @@ class ResultStore:
                     pass
 
     def append(self, record: TrialRecord) -> None:
+        if not self.writes:
+            return
         os.makedirs(self.output_dir, exist_ok=True)
         line = json.dumps(record.to_json(), default=_json_default, allow_nan=True)
         with open(self.trials_path, "ab") as fh:
@@ -303,6 +321,8 @@ class ResultStore:
             os.fsync(fh.fileno())
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
+        if not self.writes:
+            return
         os.makedirs(self.output_dir, exist_ok=True)
         text = json.dumps(summary, indent=2, default=_json_default) + "\n"
         atomic_write(self.summary_path, text.encode("utf-8"))

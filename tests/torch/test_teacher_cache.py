@@ -100,8 +100,8 @@ def search_config(flash_layers=(0, 1), flash_steps=3, regular_steps=4, batch_siz
 class RecordingTrainFunc(FlashDistillationTrainFunc):
     """Keeps the distillers of its last call, for their per-step losses."""
 
-    def distillers(self):
-        self.last = super().distillers()
+    def distillers(self, *args):
+        self.last = super().distillers(*args)
         return self.last
 
     def losses(self):

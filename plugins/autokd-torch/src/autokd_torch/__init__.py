@@ -26,6 +26,7 @@ _EXPORTS = {
     "Trainer": "trainer",
     "TorchBackend": "backend",
     "EvalFunc": "evaluate",
+    "Engine": "engine",
     "transformers_builder": "builder",
     "FeatureCapture": "features",
     "TeacherForward": "teacher",

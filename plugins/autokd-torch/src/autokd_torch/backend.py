@@ -176,6 +176,8 @@ class TorchBackend:
     """The ``pytorch`` :class:`autokd.Backend`."""
 
     framework = "pytorch"
+    # the built-in train function takes train_func(model, budget) and continues a student
+    supports_budget = True
 
     def search_functions(
         self,
@@ -186,11 +188,13 @@ class TorchBackend:
         train_func: Callable | None = None,
         eval_func: Callable | None = None,
     ) -> SearchFunctions:
+        from .engine import Engine
         from .evaluate import EvalFunc
         from .train import FlashDistillationTrainFunc
 
         if config.auto_distillation is None:
             raise AutoKDError("auto_distillation: missing: a search needs an auto_distillation section")
+        engine = Engine(config.train)  # what this machine cannot run is refused before loading anything
         needs_teacher = train_func is None or (
             model_builder is None and (config.model.builder or "transformers") == "transformers"
         )
@@ -207,7 +211,10 @@ class TorchBackend:
         if eval_func is None:
             metrics = list(config.search.metrics) + list(config.evaluation.record)
             eval_func = EvalFunc(
-                eval_data, metrics=metrics, batch_size=config.evaluation.batch_size or config.train.batch_size
+                eval_data,
+                metrics=metrics,
+                batch_size=config.evaluation.batch_size or config.train.batch_size,
+                engine=engine,
             )
         if model_builder is None:
             model_builder = builtin_builder(config, teacher, train_data=train_data)

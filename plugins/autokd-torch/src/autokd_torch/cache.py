@@ -463,6 +463,9 @@ class TeacherOutputCache:
         self._fingerprint_fn: Callable[[], CacheFingerprint] | None = None
         self._fingerprint: CacheFingerprint | None = None
         self._disk_unavailable_logged = False
+        # entries stay in host memory; pinned when they feed a CUDA device, so that the
+        # per-batch copy to the device does not block (set by TeacherForward.place)
+        self.pin_memory = False
 
     @classmethod
     def from_config(cls, config: TeacherCacheConfig | Mapping[str, Any]) -> TeacherOutputCache:
@@ -617,6 +620,8 @@ class TeacherOutputCache:
         )
         nbytes = stored.numel() * stored.element_size()
         if self.memory_bytes + nbytes <= self.memory_budget:
+            if self.pin_memory:
+                stored = stored.pin_memory()
             rows = self._memory.setdefault(key, {})
             old = rows.get(index)
             if old is not None:

@@ -48,6 +48,20 @@ class IndexedBatch:
     indices: torch.Tensor
     batch: Any
 
+    def pin_memory(self) -> IndexedBatch:
+        """Called by a ``DataLoader(pin_memory=True)``: the batch's tensors in pinned memory."""
+        return IndexedBatch(self.indices, _pinned(self.batch))
+
+
+def _pinned(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.pin_memory()
+    if isinstance(obj, Mapping):
+        return {k: _pinned(v) for k, v in obj.items()}
+    if isinstance(obj, tuple | list):
+        return type(obj)(_pinned(v) for v in obj)
+    return obj
+
 
 class IndexedDataset(Dataset):
     """``dataset[i]`` as ``(i, dataset[i])``."""
@@ -88,9 +102,12 @@ def make_dataloader(
     collate_fn: Callable[[list], Any] | None = None,
     shuffle: bool = True,
     seed: int | None = None,
+    num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """A loader of :class:`IndexedBatch` over a map-style ``dataset``; shuffling draws from
-    its own generator seeded with ``seed`` (never the global RNG)."""
+    its own generator seeded with ``seed`` (never the global RNG); ``num_workers`` and
+    ``pin_memory`` as ``DataLoader``'s (pinning only when CUDA is there to copy to)."""
     if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         raise AutoKDError(
             f"the dataset must be map-style (len() and [i]), got {type(dataset).__name__}; "
@@ -106,6 +123,8 @@ def make_dataloader(
         shuffle=shuffle,
         collate_fn=_IndexedCollator(collate_fn),
         generator=generator,
+        num_workers=num_workers,
+        pin_memory=bool(pin_memory) and torch.cuda.is_available(),
     )
 
 

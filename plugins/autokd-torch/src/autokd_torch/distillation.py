@@ -18,13 +18,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
+from accelerate.utils import send_to_device
 from torch import nn
 
 from autokd import AutoKDError, Config, ConfigError, load_config, record_extra, registry
 from autokd.config import TrainConfig
 
 from .criteria import DistillationCriterion, KnowledgeDistillationLoss
-from .data import IndexedDataset, call_model, make_dataloader, repeat_batches, split_batch, to_device, unwrap
+from .data import IndexedDataset, call_model, make_dataloader, repeat_batches, split_batch, unwrap
+from .engine import Engine, prepare_batches, reduce_gradients
 from .features import find_module
 from .optim import build_optimizer
 from .teacher import TeacherForward
@@ -89,7 +91,14 @@ class Distillation:
         cache of ``train.teacher_cache`` for this run when the data is a map-style
         dataset, so that later epochs reuse the teacher's outputs; a given one is shared
         and prepared by its owner, e.g. the built-in train function).
-    :ivar history: the loss of every step of the last :meth:`fit`.
+    :ivar history: the loss of every optimizer step of the last :meth:`fit` (the mean over
+        its micro-batches).
+    :ivar learning_rates: the learning rate of every optimizer step of the last :meth:`fit`.
+    :ivar engine: the :class:`~autokd_torch.engine.Engine` of ``train`` (device, mixed
+        precision, accumulation, clipping, schedule).
+    :ivar steps_done: optimizer steps trained by every :meth:`fit` so far; with
+        ``optimizer``, ``lr_scheduler`` and ``criterion`` kept, a later :meth:`fit`
+        continues the run (``schedule_steps``: the length its schedule is defined over).
     """
 
     def __init__(
@@ -125,6 +134,14 @@ class Distillation:
         self.seed: int | None = None
         self.show_progress = True
         self.history: list[float] = []
+        self.learning_rates: list[float] = []
+        self.engine = Engine(
+            self.train_config, "distillation.train" if self.config and self.config.distillation else "train"
+        )
+        self.accelerator = None
+        self.lr_scheduler = None
+        self.schedule_steps: int | None = None
+        self.steps_done = 0
 
     # --- pieces ---------------------------------------------------------------------------
     def _criterion(self) -> DistillationCriterion:
@@ -138,7 +155,7 @@ class Distillation:
             )
         return self.criterion
 
-    def _batches(self) -> tuple[Iterator, int | None]:
+    def _batches(self, accelerator) -> tuple[Iterator, int | None]:
         data = self.train_dataloader
         if data is None:
             if self.train_dataset is None:
@@ -148,7 +165,8 @@ class Distillation:
             )
         if isinstance(data, Iterator):  # a stream shared by several runs (the built-in stages)
             return data, None
-        return repeat_batches(data), len(data) if hasattr(data, "__len__") else None
+        per_epoch = len(data) if hasattr(data, "__len__") else None
+        return repeat_batches(prepare_batches(accelerator, data)), per_epoch
 
     def _steps(self, batches_per_epoch: int | None) -> int:
         steps = self.train_steps or self.train_config.train_steps
@@ -156,7 +174,8 @@ class Distillation:
             return int(steps)
         if batches_per_epoch is None:
             raise AutoKDError(f"{self.name}: set train_steps (the data has no length to count epochs by)")
-        return (self.train_config.epochs or 1) * batches_per_epoch
+        # optimizer steps: each takes gradient_accumulation_steps batches
+        return math.ceil((self.train_config.epochs or 1) * batches_per_epoch / self.engine.accumulation)
 
     def _trainable(self, student: nn.Module) -> list[nn.Parameter]:
         if self.block_name is None:
@@ -182,62 +201,95 @@ class Distillation:
             criterion.teacher_model = self.teacher_model
         needed = criterion.teacher_feature_specs()
         wants_logits = bool(criterion.needs_teacher_logits)
+        accelerator = self.accelerator or self.engine.accelerator()
         owned = self.teacher is None
         if owned:
             teacher = TeacherForward(
-                self.teacher_model, needed, logits=wants_logits, cache=self.train_config.teacher_cache
+                self.teacher_model,
+                needed,
+                logits=wants_logits,
+                cache=self.train_config.teacher_cache,
+                write_files=accelerator.is_main_process,
             )
         else:
             teacher = self.teacher
             teacher.require(needed, logits=wants_logits)
-        batches, per_epoch = self._batches()
+        teacher.place(accelerator.device)
+        batches, per_epoch = self._batches(accelerator)
         if owned:
             dataset, collate_fn, batch_size = self._indexed_data()
             teacher.prepare(dataset, data_collator=collate_fn, batch_size=batch_size, show_progress=self.show_progress)
         steps = self._steps(per_epoch)
+        if self.schedule_steps is None:
+            self.schedule_steps = steps
         trainable = self._trainable(student)
         trainable_ids = {id(p) for p in trainable}
         frozen = [p for p in student.parameters() if p.requires_grad and id(p) not in trainable_ids]
-        device = next(student.parameters()).device
         was_training = student.training
         log.info(
-            "%s: %d steps, training %s (%d parameters)",
+            "%s: %d steps, training %s (%d parameters) on %s",
             self.name,
             steps,
             self.block_name or "the whole student",
             sum(p.numel() for p in trainable),
+            accelerator.device,
         )
         for p in frozen:
             p.requires_grad_(False)
-        bar = _progress_bar(steps, self.name, self.show_progress)
+        bar = _progress_bar(steps, self.name, self.show_progress and accelerator.is_local_main_process)
+        engine = self.engine
+        accumulation = engine.accumulation
+        model = None
         try:
-            criterion.to(device)
+            model = accelerator.prepare_model(student)
+            criterion.to(accelerator.device)
             criterion.student_model = student
-            optimizer = self.optimizer or build_optimizer(
-                trainable + list(criterion.parameters()), self.optimizer_config
-            )
+            optimizer = scheduler = None
             student.train()
-            self.history = []
+            self.history, self.learning_rates = [], []
+            accelerator.step = 0  # each optimizer step is `accumulation` micro-batches from here
             for step in range(steps):
-                indices, batch = unwrap(next(batches))
-                batch = to_device(batch, device)
-                student_inputs, teacher_inputs, targets = split_batch(batch)
-                criterion.set_teacher_outputs(teacher(teacher_inputs, indices, needed, wants_logits))
-                outputs = call_model(student, student_inputs, **criterion.student_forward_kwargs)
-                loss = criterion.compute_loss(outputs, targets)
-                value = float(loss.detach())
+                total = 0.0
+                for _ in range(accumulation):
+                    indices, batch = unwrap(next(batches))
+                    batch = send_to_device(batch, accelerator.device, non_blocking=True)
+                    student_inputs, teacher_inputs, targets = split_batch(batch)
+                    with accelerator.accumulate(model):
+                        with accelerator.autocast():
+                            criterion.set_teacher_outputs(teacher(teacher_inputs, indices, needed, wants_logits))
+                            outputs = call_model(model, student_inputs, **criterion.student_forward_kwargs)
+                            loss = criterion.compute_loss(outputs, targets)
+                        if optimizer is None:  # after the first loss: the feature matchers exist now
+                            optimizer, scheduler = self._optimizer(accelerator, trainable, criterion)
+                        total += float(loss.detach())
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients:
+                            _add_new_parameters(self.optimizer, criterion)
+                            reduce_gradients(accelerator, criterion.parameters())
+                            learning_rate = self.optimizer.param_groups[0]["lr"]
+                            if engine.train.max_grad_norm is not None:
+                                accelerator.clip_grad_norm_(
+                                    [p for g in optimizer.param_groups for p in g["params"]], engine.train.max_grad_norm
+                                )
+                        optimizer.step()
+                        scheduler.step()
+                        optimizer.zero_grad(set_to_none=True)
+                value = total / accumulation
+                if accelerator.num_processes > 1:  # every process stops on the same non-finite loss
+                    value = float(accelerator.reduce(torch.tensor(value, device=accelerator.device), "mean"))
                 if not math.isfinite(value):
                     raise FloatingPointError(f"{self.name}: the loss is {value} at step {step + 1} of {steps}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                _add_new_parameters(optimizer, criterion)
-                optimizer.step()
+                self.steps_done += 1
                 self.history.append(value)
+                self.learning_rates.append(learning_rate)
                 bar.set_postfix_str(f"loss={value:.4g}", refresh=False)
                 bar.update(1)
         finally:
             bar.close()
             criterion.student_model = None
+            if model is not None:
+                # the student as it was handed in: no DDP wrapper, no autocast patched into its forward
+                accelerator.unwrap_model(model, keep_fp32_wrapper=False)
             for p in frozen:
                 p.requires_grad_(True)
             student.train(was_training)
@@ -246,6 +298,17 @@ class Distillation:
         if self.history:
             log.info("%s: loss %.4g -> %.4g", self.name, self.history[0], self.history[-1])
         return student
+
+    def _optimizer(self, accelerator, trainable: list[nn.Parameter], criterion: nn.Module):
+        """The stage's optimizer and schedule (kept on ``self`` for a later continuation),
+        prepared for ``accelerator``."""
+        if self.optimizer is None:
+            self.optimizer = build_optimizer(trainable + list(criterion.parameters()), self.optimizer_config)
+        else:
+            _add_new_parameters(self.optimizer, criterion)
+        if self.lr_scheduler is None:
+            self.lr_scheduler = self.engine.scheduler(self.optimizer, self.schedule_steps)
+        return accelerator.prepare_optimizer(self.optimizer), accelerator.prepare_scheduler(self.lr_scheduler)
 
     def _indexed_data(self) -> tuple[Any, Any, int]:
         """The dataset the batches index into, its collator and batch size (the dataset

@@ -13,6 +13,7 @@ evaluators.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 
 from autokd import ConfigError, EvalContext
 
+from .engine import agree
 from .data import call_model, logits_of, make_dataloader, split_batch, to_device, unwrap
 
 __all__ = ["evaluate", "EvalFunc", "eval_loss_evaluator", "accuracy_evaluator"]
@@ -107,8 +109,9 @@ def _loss_against(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 class EvalFunc:
     """The built-in ``eval_func(model) -> metrics``: :func:`evaluate` on the evaluation
-    data. A metric the config names as ``eval_X`` is ``X`` of the results and the other
-    way round (``accuracy`` from ``compute_metrics`` answers ``eval_accuracy``)."""
+    data (on ``engine``'s device, under its autocast, when given). A metric the config
+    names as ``eval_X`` is ``X`` of the results and the other way round (``accuracy``
+    from ``compute_metrics`` answers ``eval_accuracy``)."""
 
     def __init__(
         self,
@@ -118,6 +121,7 @@ class EvalFunc:
         batch_size: int = 32,
         data_collator: Callable | None = None,
         compute_metrics: Callable | None = None,
+        engine: Any = None,
     ):
         if eval_data is None:
             raise ConfigError(
@@ -129,15 +133,24 @@ class EvalFunc:
         self.batch_size = batch_size
         self.data_collator = data_collator
         self.compute_metrics = compute_metrics
+        self.engine = engine
 
     def __call__(self, model: torch.nn.Module) -> dict[str, float]:
-        results = evaluate(
-            model,
-            self.eval_data,
-            batch_size=self.batch_size,
-            data_collator=self.data_collator,
-            compute_metrics=self.compute_metrics,
-        )
+        context = contextlib.nullcontext()
+        if self.engine is not None:  # on the training device, under its autocast
+            accelerator = self.engine.accelerator()
+            model.to(accelerator.device)
+            context = accelerator.autocast()
+        with context:
+            results = evaluate(
+                model,
+                self.eval_data,
+                batch_size=self.batch_size,
+                data_collator=self.data_collator,
+                compute_metrics=self.compute_metrics,
+            )
+        # several processes: every one records what the main process measured
+        results = agree(results)
         for name in self.metrics:
             if name in results:
                 continue

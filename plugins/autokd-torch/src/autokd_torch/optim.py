@@ -1,4 +1,5 @@
-"""Optimizers from ``train.optimizer``: ``{'SGD' | 'Adam' | 'AdamW': {learning_rate, ...}}``."""
+"""Optimizers from ``train.optimizer``: ``{'SGD' | 'Adam' | 'AdamW' | 'Adagrad' | 'RMSprop' |
+'Adafactor': {learning_rate, ...}}`` (Adafactor is transformers')."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from autokd import ConfigError
 
 __all__ = ["SUPPORTED_OPTIMIZERS", "build_optimizer"]
 
-SUPPORTED_OPTIMIZERS = {"SGD": torch.optim.SGD, "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
+SUPPORTED_OPTIMIZERS = {
+    "SGD": torch.optim.SGD,
+    "Adam": torch.optim.Adam,
+    "AdamW": torch.optim.AdamW,
+    "Adagrad": torch.optim.Adagrad,
+    "RMSprop": torch.optim.RMSprop,
+    "Adafactor": None,  # transformers.optimization.Adafactor, imported when used
+}
 
 
 def build_optimizer(
@@ -32,6 +40,8 @@ def build_optimizer(
     if canonical is None:
         raise ConfigError(f"{field}: unknown optimizer {name!r}; supported: {', '.join(SUPPORTED_OPTIMIZERS)}")
     cls = SUPPORTED_OPTIMIZERS[canonical]
+    if cls is None:
+        from transformers.optimization import Adafactor as cls
     if args is None:
         args = {}
     if not isinstance(args, Mapping):

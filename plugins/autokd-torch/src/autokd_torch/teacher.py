@@ -149,6 +149,14 @@ def _device_of(inputs: Any, model: nn.Module) -> torch.device:
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
+def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch rebuilt from cache entries, moved to ``device`` without blocking (from
+    pinned memory to a CUDA device)."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def _batch_size(inputs: Any, positions: TokenPositions | None, indices: torch.Tensor | None) -> int:
     if indices is not None:
         return len(indices)
@@ -208,6 +216,7 @@ class TeacherForward:
         logits: bool = False,
         cache: Any = None,
         output_dir: str | os.PathLike | None = None,
+        write_files: bool = True,
     ):
         if teacher_model is None:
             raise AutoKDError("no teacher model: set teacher_model before distilling")
@@ -217,6 +226,8 @@ class TeacherForward:
         self.logits = bool(logits)
         self.cache = _make_cache(cache)
         self.output_dir = None if output_dir is None else os.fspath(output_dir)
+        # only the main one of several processes writes the cache's files
+        self.write_files = bool(write_files)
         # a teacher in training mode when handed over is being trained, not frozen
         self._handed_in_training = bool(teacher_model.training)
         self._off: str | None = None  # why the cache is off for good
@@ -245,6 +256,15 @@ class TeacherForward:
                 use_eager_attention(self.teacher_model, "teacher")
             self._attention_specs |= attention
         self.logits = self.logits or bool(logits)
+
+    def place(self, device: torch.device) -> None:
+        """Put the teacher on ``device`` (the student's); cache entries stay in host
+        memory, pinned for a CUDA device."""
+        device = torch.device(device)
+        if next((p.device for p in self.teacher_model.parameters()), device) != device:
+            self.teacher_model.to(device)
+        if self.cache is not None:
+            self.cache.pin_memory = device.type == "cuda"
 
     def _keys(self) -> list[Any]:
         return list(self.feature_specs) + ([LOGITS] if self.logits else [])
@@ -359,7 +379,9 @@ class TeacherForward:
         if reason is not None:
             self._turn_off(reason, for_good=False)
             return
-        root = None if self.output_dir is None else os.path.join(self.output_dir, "teacher_cache")
+        root = (
+            None if self.output_dir is None or not self.write_files else os.path.join(self.output_dir, "teacher_cache")
+        )
         if not self._bound or train_data is not self._data or data_collator is not self._collate_fn:
             self._data, self._collate_fn = train_data, data_collator
             teacher_hash, dtype = self._weights_hash, cache.dtype
@@ -604,7 +626,7 @@ class TeacherForward:
             elif not layouts[key] and len({tuple(r.shape) for r in rows[key]}) > 1:
                 ragged.append(key)  # rows stored from batches of other shapes (inputs without a mask)
             else:
-                values[key] = repad_rows(rows[key], layouts[key], seq_len, cache.meta[key].out_dtype, device)
+                values[key] = _to(repad_rows(rows[key], layouts[key], seq_len, cache.meta[key].out_dtype), device)
         if ragged:
             rerun = self._run(inputs, specs, LOGITS in ragged)
             values.update((key, rerun[key]) for key in ragged)

@@ -9,7 +9,7 @@ without mappings by ``KnowledgeDistillationLoss`` (``loss_types`` = [student-vs-
 student-vs-teacher], ``temperature``), whose student-vs-targets term already is the
 student's own loss, so ``add_origin_loss`` adds nothing there.
 
-All stages of a trial draw from one stream of batches, and all trials of a search share
+Each stage draws from its own stream of the seeded batch order, and all trials of a search share
 one :class:`~autokd_torch.teacher.TeacherForward` and its teacher-output cache
 (``train.teacher_cache``, issue #8): the teacher runs once per training example and
 output, not once per step of every stage of every trial. A caller that builds a new train
@@ -19,19 +19,25 @@ function per trial (stages that depend on the student) shares one by passing
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import attrs
 import torch
 from torch import nn
 
 from autokd import AutoKDError, Config, Stage, record_extra
+from autokd.config import TrainConfig
+from autokd.fidelity import stage_fractions, stage_steps
 
 from .criteria import DistillationCriterion, IntermediateLayersKnowledgeDistillationLoss, KnowledgeDistillationLoss
 from .data import make_dataloader, repeat_batches
-from .distillation import Distillation, Scheduler, seeded
+from .distillation import Distillation, Scheduler
+from .engine import Engine, is_main_process, prepare_batches
 from .features import FeatureSpec
 from .teacher import TeacherForward
 
@@ -82,8 +88,17 @@ def stages_need_logits(stages: Iterable[Stage]) -> bool:
     return any(not s.layer_mappings for s in stages)
 
 
+@attrs.define
+class _Progress:
+    """How far one student got (a train function continuing it with a budget)."""
+
+    distillers: list[Distillation]
+    done: list[float]
+    rng_state: torch.Tensor | None = None
+
+
 class FlashDistillationTrainFunc:
-    """``train_func(model) -> model`` running the config's flash and regular stages.
+    """``train_func(model, budget=None) -> model`` running the config's flash and regular stages.
 
     :param config: the search config (its ``auto_distillation`` stages).
     :param teacher_model: the teacher.
@@ -100,11 +115,24 @@ class FlashDistillationTrainFunc:
         ``config.train.teacher_cache``. With it, ``teacher_model`` may be None.
     :param output_dir: the search's output directory; the cache's files go to
         ``<output_dir>/teacher_cache/`` unless ``train.teacher_cache.directory`` is set.
+    :param num_workers: ``DataLoader`` worker processes for a dataset's batches.
+    :param pin_memory: pin the batches in memory (when CUDA is used).
+    :param train_config: the engine settings (device, mixed precision, accumulation,
+        clipping, schedule); default ``config.train``.
 
-    Each call records ``extras['teacher_cache']`` in the running trial: whether the cache
-    served it (and why not), its hits and misses in examples, and its bytes in memory
-    and on disk.
+    Called with a ``budget`` (multi-fidelity search, issue #15): a fraction of every
+    stage's configured steps, or one fraction per stage (flash stages, then regular), to
+    train *now*; a later call with the same model object continues each stage where it
+    stopped (its steps, optimizer, schedule, matchers and batch stream), so increments
+    adding up to 1 train exactly as one call without a budget does.
+
+    Each call records ``extras['teacher_cache']`` in the running trial (whether the cache
+    served it, its hits and misses in examples, its bytes in memory and on disk) and
+    ``extras['train']`` (device, mixed precision, processes, accumulation, schedule,
+    effective batch size).
     """
+
+    supports_budget = True
 
     def __init__(
         self,
@@ -119,6 +147,9 @@ class FlashDistillationTrainFunc:
         show_progress: bool = True,
         teacher_forward: TeacherForward | None = None,
         output_dir: str | os.PathLike | None = None,
+        train_config: TrainConfig | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
     ):
         if config.auto_distillation is None:
             raise AutoKDError("auto_distillation: missing: the built-in train function runs its stages")
@@ -133,18 +164,28 @@ class FlashDistillationTrainFunc:
             raise AutoKDError(
                 "the built-in train function needs training data (data.train, or the Trainer's train_dataset)"
             )
+        self.train_config = train_config if train_config is not None else config.train
+        self.engine = Engine(self.train_config)  # refuses what this machine cannot run, before any training
         self.train_data = train_data
         self.data_collator = data_collator
-        self.batch_size = batch_size or config.train.batch_size
-        self.optimizer = dict(optimizer or config.train.optimizer)
+        self.batch_size = batch_size or self.train_config.batch_size
+        self.optimizer = dict(optimizer or self.train_config.optimizer)
         self.seed = seed
         self.show_progress = show_progress
+        self.num_workers, self.pin_memory = num_workers, pin_memory
         self.output_dir = None if output_dir is None else os.fspath(output_dir)
+        self.last_stages: list[dict] = []  # the stages' losses of the last call
+        self._progress: weakref.WeakKeyDictionary[nn.Module, _Progress] = weakref.WeakKeyDictionary()
         stages = self.flash_stages + self.regular_stages
         specs, logits = teacher_feature_specs(stages), stages_need_logits(stages)
         if teacher_forward is None:
             self.teacher = TeacherForward(
-                teacher_model, specs, logits=logits, cache=config.train.teacher_cache, output_dir=self.output_dir
+                teacher_model,
+                specs,
+                logits=logits,
+                cache=self.train_config.teacher_cache,
+                output_dir=self.output_dir,
+                write_files=is_main_process(),
             )
         else:
             if not isinstance(teacher_forward, TeacherForward):
@@ -163,15 +204,29 @@ class FlashDistillationTrainFunc:
     def teacher_model(self) -> nn.Module:
         return self.teacher.teacher_model
 
-    def _batches(self):
+    @property
+    def stages(self) -> list[Stage]:
+        return self.flash_stages + self.regular_stages
+
+    def _batches(self, accelerator=None):
         data = self.train_data
         if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
-            data = make_dataloader(data, self.batch_size, collate_fn=self.data_collator, seed=self.seed)
+            data = make_dataloader(
+                data,
+                self.batch_size,
+                collate_fn=self.data_collator,
+                seed=self.seed,
+                num_workers=self.num_workers,
+                pin_memory=self.pin_memory,
+            )
+        if accelerator is not None:
+            data = prepare_batches(accelerator, data)
         return repeat_batches(data)
 
-    def distillers(self) -> list[Distillation]:
-        """One :class:`Distillation` per stage, flash stages first, sharing the batches."""
-        batches = self._batches()
+    def distillers(self, accelerator=None) -> list[Distillation]:
+        """One :class:`Distillation` per stage, flash stages first, each with its own
+        stream of the seeded batch order (so a stage continued later sees the batches it
+        would have seen in one go)."""
         stages: list[tuple[str, Stage]] = []
         for i, stage in enumerate(self.flash_stages):
             where = f" {stage.block_name}" if stage.block_name else ""
@@ -188,37 +243,94 @@ class FlashDistillationTrainFunc:
                 name=name,
             )
             distiller.teacher_model = self.teacher_model
-            distiller.train_dataloader = batches
+            distiller.train_dataloader = self._batches(accelerator)
             distiller.optimizer_config = self.optimizer
             distiller.show_progress = self.show_progress
+            distiller.engine = self.engine
+            distiller.schedule_steps = stage.train_steps
             distillers.append(distiller)
         return distillers
 
-    def __call__(self, model: nn.Module) -> nn.Module:
-        distillers = self.distillers()
-        initializer = basis_matcher_initializer(model)
-        if initializer is not None:
-            for distiller in distillers:
-                if isinstance(distiller.criterion, IntermediateLayersKnowledgeDistillationLoss):
-                    distiller.criterion.matcher_initializer = initializer
-        self.teacher.prepare(
-            self.train_data,
-            data_collator=self.data_collator,
-            batch_size=self.batch_size,
-            output_dir=self.output_dir,
-            show_progress=self.show_progress,
-        )
+    def __call__(self, model: nn.Module, budget: float | Sequence[float] | None = None) -> nn.Module:
+        stages = self.stages
+        fractions = None if budget is None else stage_fractions(budget, len(stages))
+        accelerator = self.engine.accelerator()
+        progress = self._progress.get(model) if budget is not None else None
+        if progress is None:
+            distillers = self.distillers(accelerator)
+            progress = _Progress(distillers, [0.0] * len(stages))
+            initializer = basis_matcher_initializer(model)
+            if initializer is not None:
+                for distiller in distillers:
+                    if isinstance(distiller.criterion, IntermediateLayersKnowledgeDistillationLoss):
+                        distiller.criterion.matcher_initializer = initializer
+            if budget is not None:
+                self._progress[model] = progress
+        distillers = progress.distillers
+        to_run = []
+        for i, (stage, distiller) in enumerate(zip(stages, distillers)):
+            distiller.accelerator = accelerator
+            if fractions is None:
+                distiller.train_steps = stage.train_steps
+            else:
+                distiller.train_steps = stage_steps(stage.train_steps, progress.done[i], fractions[i])
+                progress.done[i] += fractions[i]
+                # a final distillation past the full budget: the schedule spans all its steps
+                total = max(stage.train_steps, distiller.steps_done + distiller.train_steps)
+                if total != distiller.schedule_steps:
+                    distiller.schedule_steps = total
+                    distiller.lr_scheduler = None
+            if distiller.train_steps > 0:
+                to_run.append(distiller)
+        self.teacher.place(accelerator.device)
+        with accelerator.autocast():
+            self.teacher.prepare(
+                self.train_data,
+                data_collator=self.data_collator,
+                batch_size=self.batch_size,
+                output_dir=self.output_dir,
+                show_progress=self.show_progress and accelerator.is_local_main_process,
+            )
+        trained = model
         try:
-            with seeded(self.seed):
-                trained = Scheduler().combine(*distillers)(model)
+            with _rng(self.seed, progress):
+                if to_run:
+                    trained = Scheduler().combine(*to_run)(model)
         finally:
             record_extra("teacher_cache", self.teacher.finish())
-        record_extra(
-            "stages",
-            [
-                {"name": d.name, "steps": len(d.history), "first_loss": d.history[0], "last_loss": d.history[-1]}
-                for d in distillers
-                if d.history
-            ],
-        )
+            record_extra("train", self.engine.record(accelerator, self.batch_size))
+            for distiller in distillers:
+                # what a student's progress keeps must not keep the student (its weak key) alive
+                distiller.student_model = distiller.accelerator = None
+        self.last_distillers = to_run
+        self.last_stages = [
+            {
+                "name": d.name,
+                "steps": len(d.history),
+                "first_loss": d.history[0],
+                "last_loss": d.history[-1],
+                **({"steps_done": d.steps_done} if budget is not None else {}),
+            }
+            for d in to_run
+            if d.history
+        ]
+        record_extra("stages", self.last_stages)
         return trained
+
+
+@contextlib.contextmanager
+def _rng(seed: int | None, progress: _Progress):
+    """torch's global RNG seeded with ``seed`` for a student's first call, and where it
+    stopped for a continuation (so dropout continues as in one call); restored after."""
+    if seed is None and progress.rng_state is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        if progress.rng_state is not None:
+            torch.set_rng_state(progress.rng_state)
+        else:
+            torch.manual_seed(int(seed))
+        try:
+            yield
+        finally:
+            progress.rng_state = torch.get_rng_state()

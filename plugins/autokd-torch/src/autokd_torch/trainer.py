@@ -7,11 +7,15 @@ the built-in eval function reports ``eval_loss``, ``accuracy`` and ``compute_met
 on ``eval_dataset``. Advanced mode: any of ``model_builder``, ``train_func`` and
 ``eval_func`` are the user's.
 
-The optimizer and batch size come from the config's ``train`` section when it has one,
-else from the ``TrainingArguments`` (AdamW with ``learning_rate`` and ``weight_decay``,
-``per_device_train_batch_size``). Results go to ``args.output_dir``, and so do the files
-of the teacher-output cache (``teacher_cache/``) when its outputs outgrow the memory
-budget.
+Training follows the ``TrainingArguments`` (:meth:`Trainer.autodistillation_train_config`):
+the device, ``fp16`` / ``bf16``, ``gradient_accumulation_steps``, the optimizer
+(``optim``, ``learning_rate``, ``weight_decay``, ``adam_beta1/2``, ``adam_epsilon``),
+``lr_scheduler_type`` with its warm-up, ``max_grad_norm``, ``seed``, the per-device
+batch sizes and the data loader's workers and pinning; the config's ``train`` section
+overrides only the fields it sets. Each stage's losses and each trial's metrics go to
+``Trainer.log`` (its log history and callbacks: TensorBoard, W&B, ...). Results go to
+``args.output_dir``, and so do the files of the teacher-output cache (``teacher_cache/``)
+when its outputs outgrow the memory budget.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import transformers
 
-from autokd import AutoDistillation, Config, load_config
-from autokd.config import TrainConfig
+from autokd import AutoDistillation, Config, ConfigError, load_config
+from autokd.config import LR_SCHEDULER_TYPES, LRSchedulerConfig, TrainConfig
 
 from .backend import builtin_builder, example_inputs
+from .engine import Engine
 from .evaluate import EvalFunc
 from .train import FlashDistillationTrainFunc
 
@@ -72,12 +78,13 @@ class Trainer(transformers.Trainer):
             raise ValueError("set trainer.autodistillation_config before trainer.autodistillation(...)")
         return load_config(self.autodistillation_config, framework="pytorch")
 
-    def _train_settings(self, config: Config) -> tuple[dict, int]:
-        if config.train != TrainConfig():
-            return dict(config.train.optimizer), config.train.batch_size
-        args = self.args
-        optimizer = {"AdamW": {"learning_rate": args.learning_rate, "weight_decay": args.weight_decay}}
-        return optimizer, args.per_device_train_batch_size
+    def autodistillation_train_config(self, config: Config | None = None) -> TrainConfig:
+        """The ``train`` settings of a search: the ``TrainingArguments``, with the fields
+        that the config's ``train`` section sets on top."""
+        config = config or self._config()
+        from_args = _train_config_from_args(self.args)
+        overrides = {name: getattr(config.train, name) for name in config.train.set_fields()}
+        return attrs.evolve(from_args, **overrides)
 
     def _dataset(self, dataset: Any, description: str) -> Any:
         # datasets.Dataset columns the model does not take (e.g. raw text) would break collation
@@ -112,18 +119,21 @@ class Trainer(transformers.Trainer):
             model_builder = self._builtin_builder(model_cls, teacher_model)
         train_dataset = self._dataset(self.train_dataset, "training")
         eval_dataset = self._dataset(self.eval_dataset, "evaluation")
-        optimizer, batch_size = self._train_settings(config)
+        train = self.autodistillation_train_config(config)
+        engine = Engine(train)  # refuses what this machine cannot run, before any training
+        batch_size = train.batch_size
         if train_func is None:
             train_func = FlashDistillationTrainFunc(
                 config,
                 teacher_model,
                 train_dataset,
                 data_collator=self.data_collator,
-                batch_size=batch_size,
-                optimizer=optimizer,
                 seed=seed,
                 show_progress=not self.args.disable_tqdm,
                 output_dir=self.args.output_dir,
+                train_config=train,
+                num_workers=self.args.dataloader_num_workers,
+                pin_memory=self.args.dataloader_pin_memory,
             )
         if eval_func is None:
             eval_func = EvalFunc(
@@ -132,10 +142,11 @@ class Trainer(transformers.Trainer):
                 batch_size=self.args.per_device_eval_batch_size,
                 data_collator=self.data_collator,
                 compute_metrics=self.compute_metrics,
+                engine=engine,
             )
         agent = AutoDistillation(model_builder, config)
-        agent.train_func = train_func
-        agent.eval_func = eval_func
+        agent.train_func = _LoggedTrain(self, train_func)
+        agent.eval_func = _LoggedEval(self, eval_func)
         data = train_dataset if train_dataset is not None else eval_dataset
         agent.example_inputs = example_inputs(data, batch_size, self.data_collator)
         agent.eval_data = eval_dataset
@@ -143,3 +154,100 @@ class Trainer(transformers.Trainer):
         self.autodistillation_agent = agent
         os.makedirs(self.args.output_dir, exist_ok=True)
         return agent.search_loop(self.args.output_dir, resume=resume)
+
+
+# ``optim`` of TrainingArguments: the optimizers autokd builds (``train.optimizer`` names)
+_OPTIMS = {
+    "adamw_torch": "AdamW",
+    "adamw_torch_fused": "AdamW",
+    "adamw_hf": "AdamW",
+    "adam": "Adam",
+    "sgd": "SGD",
+    "adagrad": "Adagrad",
+    "rmsprop": "RMSprop",
+    "adafactor": "Adafactor",
+}
+
+
+def _train_config_from_args(args: transformers.TrainingArguments) -> TrainConfig:
+    """A ``train`` section saying what ``args`` says."""
+    optim = getattr(args.optim, "value", args.optim)
+    name = _OPTIMS.get(optim)
+    if name is None:
+        raise ConfigError(
+            f"TrainingArguments.optim: {optim!r} is not supported by autokd's distillation; use one of "
+            f"{', '.join(_OPTIMS)} (or set train.optimizer in the autodistillation config)"
+        )
+    arguments: dict[str, Any] = {"learning_rate": args.learning_rate, "weight_decay": args.weight_decay}
+    if name in ("AdamW", "Adam"):
+        arguments.update(betas=[args.adam_beta1, args.adam_beta2], eps=args.adam_epsilon)
+    elif name == "Adafactor":  # as transformers.Trainer builds it: a fixed learning rate
+        arguments.update(scale_parameter=False, relative_step=False)
+    schedule = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+    if schedule not in LR_SCHEDULER_TYPES:
+        raise ConfigError(
+            f"TrainingArguments.lr_scheduler_type: {schedule!r} is not supported by autokd's distillation; use one of "
+            f"{', '.join(LR_SCHEDULER_TYPES)}"
+        )
+    warmup_ratio, warmup_steps = getattr(args, "warmup_ratio", 0) or None, None
+    if args.warmup_steps and args.warmup_steps >= 1:
+        warmup_steps = int(args.warmup_steps)
+    elif args.warmup_steps:  # transformers 5: a float below 1 is a ratio
+        warmup_ratio = float(args.warmup_steps)
+    if schedule == "constant" and (warmup_ratio or warmup_steps):
+        schedule = "constant_with_warmup"
+    device = args.device
+    if args.use_cpu or device.type == "cpu":
+        where = "cpu"
+    elif device.type == "cuda" and args.world_size == 1 and device.index is not None:
+        where = f"cuda:{device.index}"
+    else:
+        where = device.type
+    return TrainConfig(
+        optimizer={name: arguments},
+        batch_size=args.per_device_train_batch_size * max(1, args.world_size),  # each process its share
+        device=where,
+        mixed_precision="bf16" if args.bf16 else "fp16" if args.fp16 else "no",
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        max_grad_norm=args.max_grad_norm if args.max_grad_norm and args.max_grad_norm > 0 else None,
+        lr_scheduler=LRSchedulerConfig(
+            schedule, warmup_ratio=None if warmup_steps else warmup_ratio, warmup_steps=warmup_steps
+        ),
+    )
+
+
+class _LoggedTrain:
+    """The train function, with each stage's losses sent to ``Trainer.log``."""
+
+    def __init__(self, trainer: Trainer, train_func: Callable):
+        self.trainer, self.train_func = trainer, train_func
+        self.supports_budget = getattr(train_func, "supports_budget", False)
+        self.trials = 0
+
+    def __call__(self, model: Any, *args: Any, **kwargs: Any) -> Any:
+        trained = self.train_func(model, *args, **kwargs)
+        self.trials += 1
+        for stage in getattr(self.train_func, "last_stages", []):
+            self.trainer.log(
+                {
+                    "autokd_trial": self.trials,
+                    f"autokd/{stage['name']}/first_loss": stage["first_loss"],
+                    f"autokd/{stage['name']}/last_loss": stage["last_loss"],
+                    f"autokd/{stage['name']}/steps": stage["steps"],
+                }
+            )
+        return trained
+
+
+class _LoggedEval:
+    """The eval function, with each trial's metrics sent to ``Trainer.log``."""
+
+    def __init__(self, trainer: Trainer, eval_func: Callable):
+        self.trainer, self.eval_func = trainer, eval_func
+
+    def __call__(self, model: Any) -> Any:
+        metrics = self.eval_func(model)
+        if isinstance(metrics, dict):
+            numbers = {f"autokd/{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+            self.trainer.log(numbers)
+        return metrics
