@@ -262,14 +262,17 @@ def test_impossible_settings_are_refused_before_training():
     )
 
 
-def test_autokd_run_refuses_a_gpu_setting_before_loading_the_teacher(tmp_path):
+def test_autokd_run_refuses_a_gpu_setting_before_loading_the_teacher(tmp_path, monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     from autokd.cli import run_config
 
+    # The teacher resolves (import strings are checked at load) but must never be called.
+    (tmp_path / "never_loaded.py").write_text("def teacher():\n    raise AssertionError('the teacher was loaded')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     path = tmp_path / "search.yaml"
     text = (
-        "model: {framework: pytorch, teacher: 'tiny_task:no_such_teacher'}\n"
+        "model: {framework: pytorch, teacher: 'never_loaded:teacher'}\n"
         "auto_distillation:\n"
         "  search: {search_space: {hidden_size: [8]}, search_algorithm: grid, metrics: [eval_loss], max_trials: 1}\n"
         "  regular_distillation: {train_steps: [1]}\n"
