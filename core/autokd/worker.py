@@ -1,0 +1,125 @@
+"""What every executor that runs trials in other processes shares: the failed record of
+a trial whose worker was lost, why a process ended (in words), and pinning a worker's
+CPU threads. Used by the ``processes`` executor and by ``autokd-ray``, so both report a
+lost worker the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .executor import TrialTask
+    from .results import TrialRecord
+
+__all__ = ["failed_trial_record", "lost_trial_record", "exit_reason", "thread_env", "pin_threads", "plain_record"]
+
+# The environment variables that size the thread pools of the numeric libraries a trial
+# may load (OpenMP: PyTorch's CPU kernels; MKL; OpenBLAS: numpy; numexpr; TensorFlow).
+_THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+)
+
+# What a signal that ends a worker usually means, for the record's error.
+_SIGNAL_CAUSES = {
+    "SIGKILL": "killed (out of memory, or kill -9)",
+    "SIGSEGV": "segmentation fault",
+    "SIGBUS": "bus error",
+    "SIGABRT": "aborted",
+    "SIGTERM": "terminated",
+    "SIGILL": "illegal instruction",
+    "SIGFPE": "floating-point exception",
+}
+
+
+def exit_reason(exitcode: int | None) -> str:
+    """Why a process ended, from its exit code (negative: the signal that ended it)."""
+    if exitcode is None:
+        return "stopped responding"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+        cause = _SIGNAL_CAUSES.get(name)
+        return f"killed by {name}" + (f": {cause}" if cause else "")
+    return f"exited with status {exitcode}"
+
+
+def lost_trial_record(task: TrialTask, reason: str, duration_s: float = 0.0, **extras: Any) -> TrialRecord:
+    """The failed record of ``task`` whose worker was lost (died, or its node failed):
+    the search records it and goes on."""
+    return failed_trial_record(task, f"WorkerLost: {reason}", duration_s, worker_lost=True, **extras)
+
+
+def failed_trial_record(task: TrialTask, error: str, duration_s: float = 0.0, **extras: Any) -> TrialRecord:
+    """A failed record of ``task`` made outside the runner, with ``error`` as its reason."""
+    from .results import TrialRecord
+
+    data = {
+        "trial": task.trial,
+        "arch": dict(task.arch),
+        "metrics": {},
+        "status": "failed",
+        "error": error,
+        "duration_s": float(duration_s),
+        "extras": dict(extras),
+        # fields a record carries with fidelity and final distillation (kept when the
+        # record class has them)
+        "candidate": task.candidate,
+        "budget": task.budget,
+        "done": task.done,
+        "rung": task.rung,
+        "phase": task.phase,
+    }
+    return TrialRecord.from_json(data)
+
+
+def plain_record(record: TrialRecord) -> TrialRecord:
+    """``record`` as the result store would read it back (JSON values only): what a worker
+    sends when the record itself cannot be pickled (an extra holding a live object)."""
+    from .results import TrialRecord, _json_default
+
+    return TrialRecord.from_json(json.loads(json.dumps(record.to_json(), default=_json_default)))
+
+
+def thread_env(threads: int | None) -> dict[str, str]:
+    """The environment that limits a worker's CPU thread pools to ``threads``."""
+    if threads is None:
+        return {}
+    return dict.fromkeys(_THREAD_VARS, str(int(threads)))
+
+
+def pin_threads(threads: int | None) -> None:
+    """Limit the thread pools of the frameworks this process already imported (PyTorch
+    reads ``OMP_NUM_THREADS`` only when it starts its pool; a trial imports it late)."""
+    if threads is None:
+        return
+    torch = sys.modules.get("torch")
+    set_num_threads = getattr(torch, "set_num_threads", None)
+    if set_num_threads is not None and torch.get_num_threads() != threads:
+        set_num_threads(int(threads))
+
+
+def environ_with(env: Mapping[str, str]) -> dict[str, str | None]:
+    """Set ``env`` in ``os.environ``; returns what to restore with :func:`restore_environ`."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    return saved
+
+
+def restore_environ(saved: Mapping[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
