@@ -106,7 +106,7 @@ class ProcessesExecutor(Executor):
         self._device_slices = _device_slices(self.devices_per_trial, options.get("devices"), max_concurrent)
         try:  # fail now, with the fix, rather than in every worker
             self._runner_bytes = pickle.dumps(runner, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any pickling failure gets the same fix
             raise ConfigError(
                 f"{_FIELD}: executor 'processes' sends the trial's functions to worker processes, but they "
                 f"cannot be pickled ({type(exc).__name__}: {exc}). Define model_builder, train_func and eval_func "
@@ -235,7 +235,9 @@ class ProcessesExecutor(Executor):
                 f"{exit_reason(worker.process.exitcode)} while running trial {task.trial}"
             )
             log.warning("trial %d %s failed: %s; starting a new worker", task.trial, task.arch, reason)
-            record = lost_trial_record(task, reason, time.perf_counter() - worker.started, exitcode=worker.process.exitcode)
+            record = lost_trial_record(
+                task, reason, time.perf_counter() - worker.started, exitcode=worker.process.exitcode
+            )
             self._finished.append(record)
             worker.task = None
         self._replace(worker)
@@ -352,8 +354,10 @@ def _worker_main(conn: Any, runner_bytes: bytes, threads: int | None, parent_pid
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     try:
         runner = pickle.loads(runner_bytes)
-    except Exception as exc:
-        conn.send(("fatal", f"loading the trial's functions failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+    except Exception as exc:  # noqa: BLE001 - reported to the driver, which stops the search
+        conn.send(
+            ("fatal", f"loading the trial's functions failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        )
         return
     while True:
         try:
@@ -369,7 +373,7 @@ def _worker_main(conn: Any, runner_bytes: bytes, threads: int | None, parent_pid
         pin_threads(threads)
         try:
             record = runner(task)
-        except Exception as exc:  # the runner records a trial's own errors; this is a bug
+        except Exception as exc:  # noqa: BLE001 - the runner records a trial's own errors; a bug in it fails the trial
             record = failed_trial_record(task, f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
         try:
             conn.send(("done", record))

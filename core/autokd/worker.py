@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .executor import TrialTask
     from .results import TrialRecord
 
-__all__ = ["failed_trial_record", "lost_trial_record", "exit_reason", "thread_env", "pin_threads", "plain_record"]
+__all__ = ["exit_reason", "failed_trial_record", "lost_trial_record", "pin_threads", "plain_record", "thread_env"]
 
 # The environment variables that size the thread pools of the numeric libraries a trial
 # may load (OpenMP: PyTorch's CPU kernels; MKL; OpenBLAS: numpy; numexpr; TensorFlow).

@@ -12,11 +12,10 @@ import textwrap
 import time
 
 import pytest
-from executor_helpers import SleepRunner, wait_all, wait_for_file
-
 from autokd.errors import ConfigError
 from autokd.executor import LocalExecutor, TrialTask
 from autokd.processes import ProcessesExecutor
+from executor_helpers import SleepRunner, wait_all, wait_for_file
 
 
 def tasks(n, **arch):
@@ -115,7 +114,8 @@ def test_a_candidates_next_rung_goes_to_the_worker_holding_its_model(make):
     first = {r.candidate if hasattr(r, "candidate") else r.trial: r for r in run(executor, rung0)}
     # promote candidates 3 and 1 (in that order): each goes back to its own worker
     rung1 = [
-        TrialTask(trial=4 + k, arch={"x": c}, candidate=c, budget=2 / 3, done=1 / 3, rung=1) for k, c in enumerate((3, 1))
+        TrialTask(trial=4 + k, arch={"x": c}, candidate=c, budget=2 / 3, done=1 / 3, rung=1)
+        for k, c in enumerate((3, 1))
     ]
     second = {r.trial: r for r in run(executor, rung1)}
     for trial, candidate in ((4, 3), (5, 1)):
@@ -147,12 +147,20 @@ def test_devices_per_trial_zero_hides_the_gpus():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"gpus": 1}, "executor 'processes' has no option 'gpus'; its options are devices_per_trial, threads_per_trial, devices"),
-        ({"threads_per_trial": 0}, "auto_distillation.search.executor.threads_per_trial: must be a positive integer, got 0"),
+        (
+            {"gpus": 1},
+            "executor 'processes' has no option 'gpus'; its options are devices_per_trial, threads_per_trial, devices",
+        ),
+        (
+            {"threads_per_trial": 0},
+            "auto_distillation.search.executor.threads_per_trial: must be a positive integer, got 0",
+        ),
         (
             {"devices_per_trial": 2, "devices": ["0", "1", "2"]},
-            "max_concurrent=2 trials with devices_per_trial=2 need 4 GPUs, but only 3 are available (0, 1, 2); "
-            "lower max_concurrent or devices_per_trial",
+            (
+                "max_concurrent=2 trials with devices_per_trial=2 need 4 GPUs, but only 3 are available (0, 1, 2); "
+                "lower max_concurrent or devices_per_trial"
+            ),
         ),
         ({"devices": [0]}, "auto_distillation.search.executor.devices: given without devices_per_trial"),
     ],
@@ -169,7 +177,9 @@ def test_trial_functions_that_cannot_be_pickled_are_refused_with_the_fix():
     with pytest.raises(ConfigError) as info:
         ProcessesExecutor(runner, max_concurrent=2)
     assert "cannot be pickled" in str(info.value)
-    assert "at module level of an importable module (no lambdas or closures), or use executor 'local'" in str(info.value)
+    assert "at module level of an importable module (no lambdas or closures), or use executor 'local'" in str(
+        info.value
+    )
 
 
 def test_shutdown_with_cancel_kills_running_trials_at_once(make, tmp_path):
