@@ -29,12 +29,12 @@ import threading
 import time
 import traceback
 import weakref
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .errors import AutoKDError, ConfigError
 from .executor import Executor, TrialTask
 from .worker import (
+    AffinityScheduler,
     environ_with,
     exit_reason,
     failed_trial_record,
@@ -59,20 +59,13 @@ _ENV_LOCK = threading.Lock()
 
 
 class _Worker:
-    """One worker process and what the driver knows about it."""
+    """One worker process and its pipe."""
 
     def __init__(self, slot: int, process: Any, conn: Any):
         self.slot = slot
         self.process = process
         self.conn = conn
-        self.task: TrialTask | None = None  # the task it runs now
-        self.started = 0.0
-        self.queue: deque[TrialTask] = deque()  # tasks waiting for this worker (affinity)
-        self.candidates: set[int] = set()  # candidates whose model it holds
-
-    @property
-    def idle(self) -> bool:
-        return self.task is None
+        self.started = 0.0  # when its running task was sent
 
 
 class ProcessesExecutor(Executor):
@@ -96,8 +89,7 @@ class ProcessesExecutor(Executor):
                 f"its options are {', '.join(_OPTIONS)}"
             )
         super().__init__(runner, max_concurrent=max_concurrent, **options)
-        if not isinstance(max_concurrent, int) or isinstance(max_concurrent, bool) or max_concurrent < 1:
-            raise ConfigError(f"{_FIELD}.max_concurrent: must be a positive integer, got {max_concurrent!r}")
+        _positive(max_concurrent, "max_concurrent")
         threads = options.get("threads_per_trial")
         if threads is None:
             threads = max(1, (os.cpu_count() or 1) // max_concurrent)
@@ -114,14 +106,13 @@ class ProcessesExecutor(Executor):
             ) from None
         self._ctx = multiprocessing.get_context("spawn")
         self._workers = [self._start(slot) for slot in range(max_concurrent)]
-        self._holder: dict[int, _Worker] = {}  # candidate -> the worker holding its model
-        self._pending: deque[TrialTask] = deque()  # submitted, no worker free yet
+        self._scheduler = AffinityScheduler(max_concurrent)
         self._finished: list[TrialRecord] = []
         self._running = 0
         self._closed = False
         # Workers are not daemonic, so a driver that ends without shutdown() would wait for
         # them forever at exit: stop them then.
-        self._finalizer = weakref.finalize(self, _stop, self._workers, True)
+        self._finalizer = weakref.finalize(self, _stop, self._workers, self._scheduler.tasks, True)
 
     # --- workers --------------------------------------------------------------------------
     def _start(self, slot: int) -> _Worker:
@@ -148,57 +139,29 @@ class ProcessesExecutor(Executor):
         log.debug("processes executor: worker %d (pid %s) started with %s", slot, process.pid, env)
         return _Worker(slot, process, parent_conn)
 
-    def _replace(self, worker: _Worker) -> None:
-        for candidate in worker.candidates:
-            self._holder.pop(candidate, None)
-        try:
-            worker.conn.close()
-        except OSError:
-            pass
-        worker.process.join(timeout=1)
-        fresh = self._start(worker.slot)
-        fresh.queue = worker.queue  # their candidates are rebuilt from scratch there
-        self._workers[worker.slot] = fresh
-        self._dispatch(fresh)
-
-    def _send(self, worker: _Worker, task: TrialTask) -> None:
-        worker.task = task
+    def _send(self, slot: int | None) -> None:
+        """Send its task (placed by the scheduler) to the worker of ``slot``."""
+        if slot is None:
+            return
+        worker = self._workers[slot]
         worker.started = time.perf_counter()
         try:
-            worker.conn.send(("run", task))
+            worker.conn.send(("run", self._scheduler.tasks[slot]))
         except OSError:  # it died since its last trial: wait() sees its sentinel and fails the task
             pass
-
-    def _dispatch(self, worker: _Worker) -> None:
-        """Give an idle worker its next task: one waiting for it, else any pending one."""
-        if not worker.idle:
-            return
-        if worker.queue:
-            self._send(worker, worker.queue.popleft())
-        elif self._pending:
-            self._send(worker, self._pending.popleft())
 
     # --- the contract ---------------------------------------------------------------------
     def submit(self, task: TrialTask) -> None:
         if self._closed:
             raise AutoKDError("processes executor: submit() after shutdown()")
         self._running += 1
-        holder = self._holder.get(task.candidate)
-        if holder is not None and holder.process.is_alive():
-            holder.queue.append(task)
-            self._dispatch(holder)
-            return
-        for worker in self._workers:
-            if worker.idle and not worker.queue:
-                self._send(worker, task)
-                return
-        self._pending.append(task)
+        self._send(self._scheduler.place(task))
 
     def wait(self, timeout: float | None = None) -> list[TrialRecord]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._finished and self._running:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            busy = [w for w in self._workers if not w.idle]
+            busy = [self._workers[slot] for slot in self._scheduler.busy()]
             ready = multiprocessing.connection.wait(
                 [w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=remaining
             )
@@ -213,59 +176,45 @@ class ProcessesExecutor(Executor):
 
     def _collect(self, worker: _Worker) -> None:
         """Read what a busy worker sent; a worker that died fails its task."""
+        slot = worker.slot
         try:
-            while worker.conn.poll():
-                kind, payload = worker.conn.recv()
-                if kind == "done":
-                    self._finish(worker, payload)
-                elif kind == "fatal":
+            while self._scheduler.tasks[slot] is not None and worker.conn.poll():
+                kind, record = worker.conn.recv()
+                if kind == "fatal":
                     self.shutdown(cancel=True)
-                    raise AutoKDError(f"processes executor: a worker could not start: {payload}")
-                if worker.idle:
-                    return
+                    raise AutoKDError(f"processes executor: a worker could not start: {record}")
+                self._finished.append(record)
+                self._send(self._scheduler.finished(slot, holds_model=record.ok))
         except (EOFError, OSError):
             pass
         if worker.process.is_alive():
             return
         worker.process.join(timeout=1)
-        task = worker.task
+        task = self._scheduler.tasks[slot]
         if task is not None:
             reason = (
-                f"worker process {worker.process.pid} (slot {worker.slot}) "
+                f"worker process {worker.process.pid} (slot {slot}) "
                 f"{exit_reason(worker.process.exitcode)} while running trial {task.trial}"
             )
             log.warning("trial %d %s failed: %s; starting a new worker", task.trial, task.arch, reason)
-            record = lost_trial_record(
-                task, reason, time.perf_counter() - worker.started, exitcode=worker.process.exitcode
-            )
-            self._finished.append(record)
-            worker.task = None
-        self._replace(worker)
-
-    def _finish(self, worker: _Worker, record: TrialRecord) -> None:
-        task = worker.task
-        worker.task = None
-        if task is not None and record.ok:
-            old = self._holder.get(task.candidate)
-            if old is not None and old is not worker:
-                old.candidates.discard(task.candidate)
-            self._holder[task.candidate] = worker
-            worker.candidates.add(task.candidate)
-        self._finished.append(record)
-        self._dispatch(worker)
+            elapsed = time.perf_counter() - worker.started
+            self._finished.append(lost_trial_record(task, reason, elapsed, exitcode=worker.process.exitcode))
+        self._scheduler.lost(slot)
+        worker.conn.close()
+        self._workers[slot] = self._start(slot)
+        self._send(self._scheduler.next_for(slot))  # its waiting candidates are rebuilt there
 
     @property
     def running(self) -> int:
         return self._running
 
     def release(self, candidate: int) -> None:
-        worker = self._holder.pop(candidate, None)
-        if worker is None or not worker.process.is_alive():
+        slot = self._scheduler.release(candidate)
+        if slot is None:
             return
-        worker.candidates.discard(candidate)
         try:
-            worker.conn.send(("release", candidate))
-        except OSError:  # it died meanwhile: wait() will see it
+            self._workers[slot].conn.send(("release", candidate))
+        except OSError:  # it died meanwhile: wait() sees it
             pass
 
     def model(self, candidate: int) -> Any:
@@ -278,8 +227,8 @@ class ProcessesExecutor(Executor):
             return
         self._closed = True
         self._finalizer.detach()
-        _stop(self._workers, cancel)
-        self._pending.clear()
+        _stop(self._workers, self._scheduler.tasks, cancel)
+        self._scheduler.clear()
 
 
 def processes_executor(runner: Any, *, max_concurrent: int = 1, **options: Any) -> ProcessesExecutor:
@@ -319,10 +268,10 @@ def _device_slices(per_trial: Any, devices: Any, workers: int) -> list[list[str]
     return [devices[i * per_trial : (i + 1) * per_trial] for i in range(workers)]
 
 
-def _stop(workers: list[_Worker], cancel: bool) -> None:
-    for worker in workers:
+def _stop(workers: list[_Worker], tasks: list[TrialTask | None], cancel: bool) -> None:
+    for worker, task in zip(workers, tasks, strict=True):
         try:
-            if cancel and not worker.idle:
+            if cancel and task is not None:
                 worker.process.terminate()
             else:
                 worker.conn.send(("stop", None))

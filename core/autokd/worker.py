@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .executor import TrialTask
     from .results import TrialRecord
 
-__all__ = ["exit_reason", "failed_trial_record", "lost_trial_record", "pin_threads", "plain_record", "thread_env"]
+__all__ = ["AffinityScheduler", "exit_reason", "failed_trial_record", "lost_trial_record", "pin_threads", "plain_record", "thread_env"]
 
 # The environment variables that size the thread pools of the numeric libraries a trial
 # may load (OpenMP: PyTorch's CPU kernels; MKL; OpenBLAS: numpy; numexpr; TensorFlow).
@@ -123,3 +124,75 @@ def restore_environ(saved: Mapping[str, str | None]) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+class AffinityScheduler:
+    """Which worker slot runs which task, for executors with a fixed set of workers.
+
+    A task goes to the slot that holds its candidate's model (trained at an earlier rung)
+    and waits for that slot if it is busy: continuing the model there costs only the new
+    increment, where another worker would retrain the candidate from scratch. Any other
+    task goes to an idle slot, or waits for the first slot to free. A slot whose worker was
+    lost forgets its candidates; the tasks waiting for it run on its replacement.
+    """
+
+    def __init__(self, slots: int):
+        self.tasks: list[TrialTask | None] = [None] * slots  # the task each slot runs
+        self._queues: list[deque[TrialTask]] = [deque() for _ in range(slots)]
+        self._holder: dict[int, int] = {}  # candidate -> slot holding its model
+        self._pending: deque[TrialTask] = deque()
+
+    def place(self, task: TrialTask) -> int | None:
+        """The slot to start ``task`` on now, or None when it was queued."""
+        slot = self._holder.get(task.candidate)
+        if slot is not None:
+            if self.tasks[slot] is None and not self._queues[slot]:
+                return self._start(slot, task)
+            self._queues[slot].append(task)
+            return None
+        for slot, running in enumerate(self.tasks):
+            if running is None and not self._queues[slot]:
+                return self._start(slot, task)
+        self._pending.append(task)
+        return None
+
+    def finished(self, slot: int, holds_model: bool) -> TrialTask | None:
+        """Slot ``slot`` finished its task (and keeps its model when ``holds_model``); the
+        next task it should start, if any."""
+        task = self.tasks[slot]
+        self.tasks[slot] = None
+        if task is not None and holds_model:
+            self._holder[task.candidate] = slot
+        return self.next_for(slot)
+
+    def lost(self, slot: int) -> None:
+        """The worker of ``slot`` died: its models are gone."""
+        self.tasks[slot] = None
+        for candidate in [c for c, s in self._holder.items() if s == slot]:
+            del self._holder[candidate]
+
+    def next_for(self, slot: int) -> TrialTask | None:
+        """The task an idle ``slot`` should start now: one waiting for it, else any."""
+        if self.tasks[slot] is not None:
+            return None
+        if self._queues[slot]:
+            return self._start(slot, self._queues[slot].popleft())
+        if self._pending:
+            return self._start(slot, self._pending.popleft())
+        return None
+
+    def release(self, candidate: int) -> int | None:
+        """Forget ``candidate``; the slot that held its model (to tell the worker)."""
+        return self._holder.pop(candidate, None)
+
+    def busy(self) -> list[int]:
+        return [slot for slot, task in enumerate(self.tasks) if task is not None]
+
+    def clear(self) -> None:
+        self._pending.clear()
+        for queue in self._queues:
+            queue.clear()
+
+    def _start(self, slot: int, task: TrialTask) -> int:
+        self.tasks[slot] = task
+        return slot
