@@ -9,11 +9,10 @@ import signal
 import time
 
 import pytest
-from executor_helpers import SleepRunner, wait_for_file
-
 from autokd.errors import ConfigError
 from autokd.executor import LocalExecutor, TrialTask
 from autokd_ray import RayExecutor
+from executor_helpers import SleepRunner, wait_for_file
 
 
 def tasks(n, **arch):
@@ -103,7 +102,8 @@ def test_a_candidates_next_rung_goes_to_the_actor_holding_its_model(make):
     rung0 = [TrialTask(trial=i, arch={"x": i}, candidate=i, budget=1 / 3, rung=0) for i in range(4)]
     first = {r.trial: r for r in run(executor, rung0)}
     rung1 = [
-        TrialTask(trial=4 + k, arch={"x": c}, candidate=c, budget=2 / 3, done=1 / 3, rung=1) for k, c in enumerate((3, 1))
+        TrialTask(trial=4 + k, arch={"x": c}, candidate=c, budget=2 / 3, done=1 / 3, rung=1)
+        for k, c in enumerate((3, 1))
     ]
     second = {r.trial: r for r in run(executor, rung1)}
     for trial, candidate in ((4, 3), (5, 1)):

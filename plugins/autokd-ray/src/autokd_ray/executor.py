@@ -138,7 +138,11 @@ class RayExecutor(Executor):
             + " but the Ray cluster has "
             + ", ".join(f"{k}={total.get(k, 0)}" for k in short)
         )
-        if self._owns_ray and "address" not in (self.options.get("init_options") or {}) and not self.options.get("address"):
+        if (
+            self._owns_ray
+            and "address" not in (self.options.get("init_options") or {})
+            and not self.options.get("address")
+        ):
             self._shutdown_ray()
             raise ConfigError(text + "; lower resources_per_trial or give the address of a larger cluster")
         log.warning("%s: trials wait until the cluster (its autoscaler) provides them", text)
