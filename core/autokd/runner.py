@@ -30,7 +30,7 @@ from .evaluation import EvalContext
 from .executor import TrialTask
 from .results import TrialRecord
 
-__all__ = ["FatalSearchError", "TrialRunner", "accepts_budget", "add_budget"]
+__all__ = ["FatalSearchError", "TrialRunner", "accepts_budget", "add_budget", "failed_record"]
 
 log = logging.getLogger("autokd")
 
@@ -181,20 +181,7 @@ class TrialRunner:
             _trial._current.reset(token)
 
     def _record(self, task: TrialTask, metrics, status, error, duration, extras) -> TrialRecord:
-        fidelity = task.budget is not None
-        return TrialRecord(
-            task.trial,
-            dict(task.arch),
-            metrics,
-            status,
-            error,
-            duration,
-            extras,
-            budget=_recorded_budget(task) if fidelity else None,
-            rung=task.rung,
-            candidate=task.candidate if (fidelity or task.phase != "search") else None,
-            phase=task.phase,
-        )
+        return task_record(task, metrics, status, error, duration, extras)
 
     def train_evaluate(self, model: Any, budget: float | Sequence[float] | None = None) -> tuple[Any, dict]:
         """Train ``model`` (with ``budget`` when given), evaluate it with ``eval_func``
@@ -245,6 +232,29 @@ class TrialRunner:
             # A bad evaluation.<metric> option fails every trial the same way, after its
             # training: stop the search instead of recording max_trials failures.
             raise FatalSearchError(f"metric {name!r}: {exc}") from None
+
+
+def task_record(task: TrialTask, metrics: dict, status: str, error: str | None, duration: float, extras: dict):
+    """The record of ``task``'s evaluation."""
+    fidelity = task.budget is not None
+    return TrialRecord(
+        task.trial,
+        dict(task.arch),
+        metrics,
+        status,
+        error,
+        duration,
+        extras,
+        budget=_recorded_budget(task) if fidelity else None,
+        rung=task.rung,
+        candidate=task.candidate if (fidelity or task.phase != "search") else None,
+        phase=task.phase,
+    )
+
+
+def failed_record(task: TrialTask, reason: str, duration: float = 0.0) -> TrialRecord:
+    """A failed record for ``task`` (e.g. its worker died), as an executor returns it."""
+    return task_record(task, {}, "failed", reason, duration, {})
 
 
 def call_with_budget(train_func: Callable, model: Any, budget: float | Sequence[float]) -> Any:
