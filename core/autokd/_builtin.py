@@ -1,9 +1,10 @@
-"""The core's own plugin: the ``random`` and ``grid`` advisors, registered through the
-same hooks as every third-party plugin."""
+"""The core's own plugin: the ``random`` and ``grid`` advisors and the ``local``
+executor, registered through the same hooks as every third-party plugin."""
 
 from __future__ import annotations
 
 from .advisor import GridAdvisor, RandomAdvisor
+from .executor import local_executor
 from .hookspecs import hookimpl
 
 
@@ -11,3 +12,8 @@ from .hookspecs import hookimpl
 def register_advisors(register):
     register("random", RandomAdvisor, aliases=("random_search",))
     register("grid", GridAdvisor, aliases=("grid_search",))
+
+
+@hookimpl
+def register_executors(register):
+    register("local", local_executor)

@@ -29,7 +29,15 @@ SUMMARY_FILE = "summary.json"
 
 @attrs.frozen
 class TrialRecord:
-    """One finished trial."""
+    """One finished trial (one evaluation).
+
+    With ``search.fidelity`` (or in a final distillation) a record also says what was
+    trained: ``budget`` (the cumulative fraction of every stage's ``train_steps`` the
+    model had trained when evaluated; one fraction per stage for a final distillation
+    given ``train_steps``), ``rung``, ``candidate`` (the architecture's number: every
+    evaluation of one candidate has it) and ``phase`` (``search`` or ``final``). Without
+    them a record is as it always was (those keys are left out of ``trials.jsonl``).
+    """
 
     trial: int
     arch: dict
@@ -38,10 +46,26 @@ class TrialRecord:
     error: str | None = None
     duration_s: float = 0.0
     extras: dict = attrs.field(factory=dict)
+    budget: float | list[float] | None = None
+    rung: int | None = None
+    candidate: int | None = None
+    phase: str = "search"
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def candidate_number(self) -> int:
+        """The architecture's candidate number (the trial number without fidelity)."""
+        return self.trial if self.candidate is None else self.candidate
+
+    @property
+    def full_budget(self) -> bool:
+        """A search evaluation at the full budget (every evaluation without fidelity)."""
+        return self.phase == "search" and (
+            self.budget is None or (isinstance(self.budget, int | float) and self.budget >= 1 - 1e-9)
+        )
 
     def values(self, objectives: Sequence[Objective]) -> tuple[float, ...] | None:
         """The objective values in order, or None for a failed or incomplete trial."""
@@ -56,7 +80,11 @@ class TrialRecord:
         return tuple(out)
 
     def to_json(self) -> dict:
-        return attrs.asdict(self)
+        data = attrs.asdict(self)
+        if self.budget is None and self.phase == "search":
+            for key in ("budget", "rung", "candidate", "phase"):
+                data.pop(key)
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TrialRecord:
