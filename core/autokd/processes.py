@@ -33,15 +33,16 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import AutoKDError, ConfigError
 from .executor import Executor, TrialTask
+from .runner import FatalSearchError
 from .worker import (
     AffinityScheduler,
     environ_with,
     exit_reason,
-    failed_trial_record,
     lost_trial_record,
     pin_threads,
     plain_record,
     restore_environ,
+    run_in_worker,
     thread_env,
 )
 
@@ -183,6 +184,9 @@ class ProcessesExecutor(Executor):
                 if kind == "fatal":
                     self.shutdown(cancel=True)
                     raise AutoKDError(f"processes executor: a worker could not start: {record}")
+                if kind == "fatal_search":  # would fail every trial the same way: stop
+                    self.shutdown(cancel=True)
+                    raise FatalSearchError(record)
                 self._finished.append(record)
                 self._send(self._scheduler.finished(slot, holds_model=record.ok))
         except (EOFError, OSError):
@@ -320,10 +324,10 @@ def _worker_main(conn: Any, runner_bytes: bytes, threads: int | None, parent_pid
             continue
         task: TrialTask = payload
         pin_threads(threads)
-        try:
-            record = runner(task)
-        except Exception as exc:  # noqa: BLE001 - the runner records a trial's own errors; a bug in it fails the trial
-            record = failed_trial_record(task, f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
+        record = run_in_worker(runner, task)
+        if isinstance(record, FatalSearchError):
+            conn.send(("fatal_search", str(record)))
+            continue
         try:
             conn.send(("done", record))
         except (pickle.PicklingError, TypeError, AttributeError):

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+import traceback
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -17,8 +18,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from .executor import TrialTask
     from .results import TrialRecord
+    from .runner import FatalSearchError
 
-__all__ = ["AffinityScheduler", "exit_reason", "failed_trial_record", "lost_trial_record", "pin_threads", "plain_record", "thread_env"]
+__all__ = [
+    "AffinityScheduler",
+    "exit_reason",
+    "lost_trial_record",
+    "pin_threads",
+    "plain_record",
+    "run_in_worker",
+    "thread_env",
+]
 
 # The environment variables that size the thread pools of the numeric libraries a trial
 # may load (OpenMP: PyTorch's CPU kernels; MKL; OpenBLAS: numpy; numexpr; TensorFlow).
@@ -59,30 +69,24 @@ def exit_reason(exitcode: int | None) -> str:
 def lost_trial_record(task: TrialTask, reason: str, duration_s: float = 0.0, **extras: Any) -> TrialRecord:
     """The failed record of ``task`` whose worker was lost (died, or its node failed):
     the search records it and goes on."""
-    return failed_trial_record(task, f"WorkerLost: {reason}", duration_s, worker_lost=True, **extras)
+    from .runner import task_record
+
+    return task_record(task, {}, "failed", f"WorkerLost: {reason}", float(duration_s), {"worker_lost": True, **extras})
 
 
-def failed_trial_record(task: TrialTask, error: str, duration_s: float = 0.0, **extras: Any) -> TrialRecord:
-    """A failed record of ``task`` made outside the runner, with ``error`` as its reason."""
-    from .results import TrialRecord
+def run_in_worker(runner: Any, task: TrialTask) -> TrialRecord | FatalSearchError:
+    """``runner(task)`` in a worker: the record, or the :class:`FatalSearchError` that
+    must stop the search (the executor raises it again in the driver). A runner that
+    raises anything else (a bug: it records a trial's own errors) fails the trial."""
+    from .runner import FatalSearchError, task_record
 
-    data = {
-        "trial": task.trial,
-        "arch": dict(task.arch),
-        "metrics": {},
-        "status": "failed",
-        "error": error,
-        "duration_s": float(duration_s),
-        "extras": dict(extras),
-        # fields a record carries with fidelity and final distillation (kept when the
-        # record class has them)
-        "candidate": task.candidate,
-        "budget": task.budget,
-        "done": task.done,
-        "rung": task.rung,
-        "phase": task.phase,
-    }
-    return TrialRecord.from_json(data)
+    try:
+        return runner(task)
+    except FatalSearchError as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        trace = {"traceback": traceback.format_exc(limit=8)}
+        return task_record(task, {}, "failed", f"{type(exc).__name__}: {exc}", 0.0, trace)
 
 
 def plain_record(record: TrialRecord) -> TrialRecord:

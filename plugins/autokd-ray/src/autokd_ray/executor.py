@@ -27,7 +27,8 @@ from typing import Any
 
 from autokd.errors import AutoKDError, ConfigError
 from autokd.executor import Executor, TrialTask
-from autokd.worker import AffinityScheduler, failed_trial_record, lost_trial_record, pin_threads
+from autokd.runner import FatalSearchError
+from autokd.worker import AffinityScheduler, lost_trial_record, pin_threads, run_in_worker
 
 __all__ = ["RayExecutor", "ray_executor"]
 
@@ -53,10 +54,10 @@ class _TrialActor:
 
     def run(self, task: TrialTask):
         pin_threads(self.threads)
-        try:
-            return self.runner(task)
-        except Exception as exc:  # noqa: BLE001 - the runner records a trial's own errors; a bug in it fails the trial
-            return failed_trial_record(task, f"{type(exc).__name__}: {exc}")
+        outcome = run_in_worker(self.runner, task)
+        if isinstance(outcome, FatalSearchError):
+            return ("fatal_search", str(outcome))
+        return outcome
 
     def release(self, candidate: int) -> None:
         self.runner.release(candidate)
@@ -204,6 +205,9 @@ class RayExecutor(Executor):
             self._finished.append(lost_trial_record(task, reason, elapsed, ray_error=str(exc)[:2000]))
             self._replace(slot)
             return
+        if isinstance(record, tuple):  # ("fatal_search", message): would fail every trial the same way
+            self.shutdown(cancel=True)
+            raise FatalSearchError(record[1])
         self._finished.append(record)
         self._send(self._scheduler.finished(slot, holds_model=record.ok))
 
