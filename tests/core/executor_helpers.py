@@ -78,3 +78,49 @@ def wait_for_file(path: str, timeout: float = 30.0) -> str:
         time.sleep(0.02)
     with open(path) as fh:
         return fh.read()
+
+
+# --- user functions of a search (AutoDistillation) whose trials sleep ---------------------
+
+
+def build(arch):
+    return dict(arch)
+
+
+class SleepTrain:
+    """``train_func``: sleeps ``sleep`` seconds; appends the arch to ``log_path`` when it
+    starts (to count trainings); writes its pid to ``pid_dir/<hidden>-<layers>.pid``."""
+
+    def __init__(self, sleep: float, log_path: str | None = None, pid_dir: str | None = None, long_arch=None):
+        self.sleep, self.log_path, self.pid_dir, self.long_arch = sleep, log_path, pid_dir, long_arch
+
+    def __call__(self, model):
+        if self.log_path is not None:
+            with open(self.log_path, "a") as fh:
+                fh.write(f"{model['hidden']}-{model['layers']}\n")
+        if self.pid_dir is not None:
+            path = os.path.join(self.pid_dir, f"{model['hidden']}-{model['layers']}.pid")
+            with open(path + ".tmp", "w") as fh:
+                fh.write(str(os.getpid()))
+            os.replace(path + ".tmp", path)
+        long = self.long_arch is not None and all(model[k] == v for k, v in self.long_arch.items())
+        time.sleep(60 if long else self.sleep)
+        return model
+
+
+def evaluate(model):
+    return {"score": float(model["hidden"] * model["layers"]), "cost": float(model["hidden"] + model["layers"])}
+
+
+def search_config(max_trials=8, seed=3, executor=None, algorithm="random"):
+    search = {
+        "search_space": {"hidden": [1, 2, 3, 4, 5, 6], "layers": [1, 2, 3, 4]},
+        "search_algorithm": algorithm,
+        "metrics": ["score", "cost"],
+        "higher_is_better": [True, False],
+        "max_trials": max_trials,
+        "seed": seed,
+    }
+    if executor is not None:
+        search["executor"] = executor
+    return {"model": {"name": "sleepy", "framework": "pytorch"}, "auto_distillation": {"search": search}}
