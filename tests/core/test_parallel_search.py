@@ -150,3 +150,17 @@ def test_a_killed_driver_resumes_running_only_the_trials_without_a_record(tmp_pa
     assert len(trained_after) == 8 - len(before)
     assert not recorded_before & set(trained_after)
     assert set(trained_before) - recorded_before <= set(archs)  # those cut off were tried again or replaced
+
+
+def test_a_bad_executor_option_is_a_config_error_naming_the_field_before_any_trial(tmp_path):
+    from autokd.errors import ConfigError
+
+    agent = AutoDistillation(build, search_config(executor={"name": "processes", "max_concurrent": 2, "gpus": 1}))
+    agent.train_func, agent.eval_func, agent.show_progress = SleepTrain(0), evaluate, False
+    with pytest.raises(ConfigError) as info:
+        agent.search_loop(str(tmp_path / "out"))
+    assert str(info.value) == (
+        "invalid configuration: auto_distillation.search.executor: executor 'processes' has no option 'gpus'; "
+        "its options are devices_per_trial, threads_per_trial, devices"
+    )
+    assert not (tmp_path / "out" / "trials.jsonl").exists()
