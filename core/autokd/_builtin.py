@@ -1,11 +1,12 @@
-"""The core's own plugin: the ``random`` and ``grid`` advisors and the ``local``
-executor, registered through the same hooks as every third-party plugin."""
+"""The core's own plugin: the ``random`` and ``grid`` advisors and the ``local`` and
+``processes`` executors, registered through the same hooks as every third-party plugin."""
 
 from __future__ import annotations
 
 from .advisor import GridAdvisor, RandomAdvisor
 from .executor import local_executor
 from .hookspecs import hookimpl
+from .processes import processes_executor
 
 
 @hookimpl
@@ -17,3 +18,4 @@ def register_advisors(register):
 @hookimpl
 def register_executors(register):
     register("local", local_executor)
+    register("processes", processes_executor)
