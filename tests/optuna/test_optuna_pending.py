@@ -37,8 +37,8 @@ def test_with_fidelity_the_advisor_learns_each_candidates_first_rung(tmp_path):
         metrics=("accuracy", "latency"),
         fidelity={"schedule": "successive_halving", "min_fraction": 1 / 9, "eta": 3},
         advisor_options={"n_startup_trials": 3},
+        train_func=lambda model, budget: model,
     )
-    agent.train_func = lambda model, budget: model
     agent.search_loop(tmp_path)
     records = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
     assert len(records) == 13
