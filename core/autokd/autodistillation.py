@@ -388,11 +388,12 @@ class AutoDistillation:
         self._running.pop(record.trial, None)
         self._take(record)
         if now >= self._summary_due:
+            started = time.monotonic()
             self._store.write_summary(self.summary())
             # At most one write per summary_interval_s, and at most ~5% of the loop's time
             # however large the front grows (the JSON of a 300-trial front takes ~0.1 s).
-            cost = time.monotonic() - now
-            self._summary_due = now + max(self.summary_interval_s, 20 * cost)
+            cost = time.monotonic() - started
+            self._summary_due = started + max(self.summary_interval_s, 20 * cost)
 
     def _take(self, record: TrialRecord, replayed: bool = False) -> None:
         self.search_result.append(record)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from autokd_optuna import evaluation_trials
 from optuna.trial import TrialState
 from optuna_helpers import accuracy, latency, make_search
 
@@ -42,7 +43,8 @@ def test_with_fidelity_the_advisor_learns_each_candidates_first_rung(tmp_path):
     agent.search_loop(tmp_path)
     records = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
     assert len(records) == 13
-    complete = agent.advisor.study.get_trials(states=(TrialState.COMPLETE,))
+    # the study's evaluations (re-proposals it answered itself left out): one per candidate
+    complete = evaluation_trials(agent.advisor.study)
     first = [r for r in records if r["rung"] == 0]
     assert sorted(json.dumps(t.params, sort_keys=True) for t in complete) == sorted(
         json.dumps(r["arch"], sort_keys=True) for r in first
