@@ -87,6 +87,8 @@ class AutoDistillation:
         self.show_progress = True
         #: seconds between two writes of summary.json during the search (always written at the end)
         self.summary_interval_s = 1.0
+        #: seconds between two fsyncs of trials.jsonl (every record is flushed at once; fsynced at the end)
+        self.sync_interval_s = 1.0
         self.runner: TrialRunner | None = None
         self.executor: Executor | None = None
         self._advisor: Advisor | None = None
@@ -107,7 +109,8 @@ class AutoDistillation:
         self._candidate_numbers = _Numbers()
         self._exhausted = False
         self._failed = 0
-        self._last_summary = -float("inf")
+        self._summary_due = -float("inf")
+        self._last_sync = -float("inf")
         self._config_dict: dict | None = None
         self._progress = _NoProgress()
 
@@ -317,6 +320,7 @@ class AutoDistillation:
             self.executor.shutdown(cancel=False)
         finally:
             self._progress.close()
+            store.sync()
             store.write_summary(self.summary())
         return self.best_model_arch
 
@@ -376,15 +380,22 @@ class AutoDistillation:
         return TrialTask(trial, arch, candidate, budget, 0.0, rung)
 
     def _finish(self, record: TrialRecord) -> None:
-        """A finished evaluation: recorded first (flushed and fsynced), then learnt from."""
-        self._store.append(record)
+        """A finished evaluation: recorded first (flushed; fsynced at most once a
+        second), then learnt from."""
+        now = time.monotonic()
+        sync = now - self._last_sync >= self.sync_interval_s
+        self._store.append(record, sync=sync)
+        if sync:
+            self._last_sync = now
         self._running.pop(record.trial, None)
         self._take(record)
-        self._release_unneeded()
-        now = time.monotonic()
-        if now - self._last_summary >= self.summary_interval_s:
+        if now >= self._summary_due:
+            started = time.monotonic()
             self._store.write_summary(self.summary())
-            self._last_summary = now
+            # At most one write per summary_interval_s, and at most ~5% of the loop's time
+            # however large the front grows (the JSON of a 300-trial front takes ~0.1 s).
+            cost = time.monotonic() - started
+            self._summary_due = started + max(self.summary_interval_s, 20 * cost)
 
     def _take(self, record: TrialRecord, replayed: bool = False) -> None:
         self.search_result.append(record)
@@ -392,9 +403,7 @@ class AutoDistillation:
             self._failed += 1
         if record.phase == "final":
             self.final_result.append(record)
-            self._final_front.add(record)
-            if record.ok and not replayed:
-                self._held_full.add(record.candidate_number)
+            self._final_front.add(record)  # the final models are all kept
             self._update_best()
             return
         arch, candidate = record.arch, record.candidate_number
@@ -411,9 +420,14 @@ class AutoDistillation:
         else:
             self.advisor.tell(arch, values)
         if record.full_budget:
-            self._front.add(record)
             if record.ok and not replayed:
                 self._held_full.add(candidate)
+            # full-budget models are kept while on the front or best (for saving and a
+            # final distillation)
+            self._release_full(self._front.add(record))
+        if self._schedule is not None:
+            for dropped in self._schedule.collect_dropped():
+                self.executor.release(dropped)
         self._update_best()
         if first and not replayed:
             self._progress.update(1)
@@ -426,21 +440,11 @@ class AutoDistillation:
                 "best " + ", ".join(f"{o.name}={best.metrics[o.name]:.4g}" for o in self.objectives)
             )
 
-    def _release_unneeded(self) -> None:
-        """Release the models nothing needs: candidates dropped by the schedule, and
-        full-budget ones neither on the front nor best (the front's and the final
-        distillation's models are kept for saving and distilling further)."""
-        dropped = self._schedule.collect_dropped() if self._schedule is not None else []
-        keep = {r.candidate_number for r in self._front.front} | {r.candidate_number for r in self._final_front.front}
-        for best in (self._front.best()[0], self._final_front.best()[0]):
-            if best is not None:
-                keep.add(best.candidate_number)
-        for candidate in sorted(self._held_full - keep):
-            self._held_full.discard(candidate)
-            dropped.append(candidate)
-        for candidate in dropped:
-            if candidate not in keep:
-                self.executor.release(candidate)
+    def _release_full(self, records: Sequence[TrialRecord]) -> None:
+        for record in records:
+            if record.candidate_number in self._held_full:
+                self._held_full.discard(record.candidate_number)
+                self.executor.release(record.candidate_number)
 
     def _replay(self, records: list[TrialRecord]) -> None:
         """Tell the advisor (and the schedule) every recorded evaluation, in trial order."""
@@ -448,8 +452,6 @@ class AutoDistillation:
             self._take(record, replayed=True)
         self._trial_numbers.used(r.trial for r in records)
         self._candidate_numbers.used(r.candidate_number for r in records)
-        if self._schedule is not None:
-            self._schedule.collect_dropped()  # dropped before the restart: nothing held
         if records:
             log.info("resumed %d recorded evaluations from %s", len(records), self._store.trials_path)
 

@@ -1,7 +1,8 @@
 """Trial records, the append-only result store, the Pareto front and the best-arch rule.
 
-``<output_dir>/trials.jsonl`` holds one JSON object per finished trial, flushed and
-fsynced before the next trial starts; ``summary.json`` holds the Pareto front and the
+``<output_dir>/trials.jsonl`` holds one JSON object per finished trial, flushed (to the
+operating system: a killed process loses nothing) before the next trial starts and
+fsynced (to the disk) at least once a second and at the end of the search; ``summary.json`` holds the Pareto front and the
 best architecture. Nothing here unpickles: records are JSON.
 """
 
@@ -194,13 +195,26 @@ class ResultStore:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def append(self, record: TrialRecord) -> None:
+    def append(self, record: TrialRecord, sync: bool = True) -> None:
+        """Append ``record``, flushed; fsynced too unless ``sync`` is False (the search
+        loop fsyncs at most once a second: an fsync costs milliseconds, as much as the
+        rest of the loop's work for an instant trial; see :meth:`sync`)."""
         os.makedirs(self.output_dir, exist_ok=True)
         line = json.dumps(record.to_json(), default=_json_default, allow_nan=True)
         with open(self.trials_path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
+
+    def sync(self) -> None:
+        """fsync ``trials.jsonl`` (records appended with ``sync=False`` reach the disk)."""
+        if os.path.exists(self.trials_path):
+            fd = os.open(self.trials_path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         os.makedirs(self.output_dir, exist_ok=True)

@@ -159,6 +159,8 @@ class FidelitySchedule:
         ]
         self._bracket_of: dict[int, Bracket] = {}
         self.dropped: set[int] = set()
+        self._failed: list[int] = []
+        self._dirty: list[Bracket] = []  # brackets whose rungs may have completed
 
     @property
     def last_rung(self) -> int:
@@ -194,6 +196,7 @@ class FidelitySchedule:
         candidates they have, so their rungs can complete."""
         for bracket in self.brackets:
             bracket.size = len(bracket.candidates)
+            self._touch(bracket)
 
     # --- results ------------------------------------------------------------------------
     def record(self, record: TrialRecord) -> None:
@@ -210,11 +213,19 @@ class FidelitySchedule:
         bracket.results.setdefault(rung, {})[candidate] = record
         if rung > bracket.first_rung:
             bracket.promoted.setdefault(rung - 1, set()).add(candidate)
+        if not record.ok:
+            self._failed.append(candidate)
+        self._touch(bracket)
+
+    def _touch(self, bracket: Bracket) -> None:
+        if not any(b is bracket for b in self._dirty):
+            self._dirty.append(bracket)
 
     def mark_running(self, candidate: int, rung: int) -> None:
         bracket = self._bracket_of[candidate]
         bracket.running.setdefault(rung, set()).add(candidate)
         bracket.promoted.setdefault(rung - 1, set()).add(candidate)
+        self._touch(bracket)
 
     # --- decisions ----------------------------------------------------------------------
     def next_promotion(self) -> Promotion | None:
@@ -265,13 +276,10 @@ class FidelitySchedule:
     def collect_dropped(self) -> list[int]:
         """Candidates newly out of the search: failed ones, and those of a complete rung
         that did not go on (their models may be released). Each is returned once."""
-        dropped = []
-        for bracket in self.brackets:
-            for rung, results in bracket.results.items():
-                for candidate, record in results.items():
-                    if not record.ok and candidate not in self.dropped:
-                        self.dropped.add(candidate)
-                        dropped.append(candidate)
+        dropped = [c for c in self._failed if c not in self.dropped]
+        self.dropped.update(dropped)
+        self._failed.clear()
+        for bracket in self._dirty:
             for rung in range(bracket.first_rung, self.last_rung):
                 if not self._closed(bracket, rung) or self._promotable(bracket, rung):
                     break
@@ -280,6 +288,7 @@ class FidelitySchedule:
                     if candidate not in promoted and candidate not in self.dropped:
                         self.dropped.add(candidate)
                         dropped.append(candidate)
+        self._dirty.clear()
         return sorted(dropped)
 
     def finished(self) -> bool:

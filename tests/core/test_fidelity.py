@@ -5,9 +5,8 @@ of the same model, release of dropped candidates, resume mid-rung, final distill
 import json
 import os
 
-import pytest
-
 import autokd
+import pytest
 from autokd import AutoDistillation, ConfigError
 from autokd.schedule import plan_brackets, rung_budgets
 
