@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "WORKER_ENV",
     "AffinityScheduler",
-    "in_executor_worker",
     "exit_reason",
+    "in_executor_worker",
     "lost_trial_record",
     "pin_threads",
     "plain_record",
