@@ -244,6 +244,8 @@ class AutoDistillation:
             raise ConfigError(f"auto_distillation.search.executor.name: {exc}", self.config.source) from None
         try:
             return factory(runner, max_concurrent=cfg.max_concurrent, **cfg.options)
+        except ConfigError:
+            raise  # the executor already named the field (e.g. search.executor.devices_per_trial) and the fix
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"auto_distillation.search.executor: {cfg.name}: {exc}", self.config.source) from None
 

@@ -35,6 +35,7 @@ from .errors import AutoKDError, ConfigError
 from .executor import Executor, TrialTask
 from .runner import FatalSearchError
 from .worker import (
+    WORKER_ENV,
     AffinityScheduler,
     environ_with,
     exit_reason,
@@ -117,7 +118,7 @@ class ProcessesExecutor(Executor):
 
     # --- workers --------------------------------------------------------------------------
     def _start(self, slot: int) -> _Worker:
-        env = thread_env(self.threads_per_trial)
+        env = {**thread_env(self.threads_per_trial), WORKER_ENV: f"processes:{slot}"}
         devices = self._device_slices[slot]
         if devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)

@@ -21,7 +21,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .runner import FatalSearchError
 
 __all__ = [
+    "WORKER_ENV",
     "AffinityScheduler",
+    "in_executor_worker",
     "exit_reason",
     "lost_trial_record",
     "pin_threads",
@@ -29,6 +31,17 @@ __all__ = [
     "run_in_worker",
     "thread_env",
 ]
+
+# Set in every worker process of an executor (processes, ray): a trial's code can tell it
+# shares files with concurrent trials (autokd-torch's teacher cache maps its files
+# read-only there).
+WORKER_ENV = "AUTOKD_EXECUTOR_WORKER"
+
+
+def in_executor_worker() -> bool:
+    """Whether this process is an executor's worker (trials may run beside it)."""
+    return bool(os.environ.get(WORKER_ENV))
+
 
 # The environment variables that size the thread pools of the numeric libraries a trial
 # may load (OpenMP: PyTorch's CPU kernels; MKL; OpenBLAS: numpy; numexpr; TensorFlow).

@@ -70,7 +70,13 @@ def wait_all(executor, timeout: float = 60.0) -> list[TrialRecord]:
     return records
 
 
-def wait_for_file(path: str, timeout: float = 30.0) -> str:
+def first_start(start_log) -> float:
+    """The time.time() at which the first training of a search started."""
+    with open(start_log) as fh:
+        return min(float(line) for line in fh.read().split())
+
+
+def wait_for_file(path: str, timeout: float = 120.0) -> str:
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
         if time.monotonic() > deadline:
@@ -91,10 +97,14 @@ class SleepTrain:
     """``train_func``: sleeps ``sleep`` seconds; appends the arch to ``log_path`` when it
     starts (to count trainings); writes its pid to ``pid_dir/<hidden>-<layers>.pid``."""
 
-    def __init__(self, sleep: float, log_path: str | None = None, pid_dir: str | None = None, long_arch=None):
+    def __init__(self, sleep: float, log_path=None, pid_dir=None, long_arch=None, start_log=None):
         self.sleep, self.log_path, self.pid_dir, self.long_arch = sleep, log_path, pid_dir, long_arch
+        self.start_log = start_log  # a file each training appends its start time (time.time()) to
 
     def __call__(self, model):
+        if self.start_log is not None:
+            with open(self.start_log, "a") as fh:
+                fh.write(f"{time.time()}\n")
         if self.log_path is not None:
             with open(self.log_path, "a") as fh:
                 fh.write(f"{model['hidden']}-{model['layers']}\n")

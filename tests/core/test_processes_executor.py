@@ -111,7 +111,7 @@ def test_a_trial_that_crashes_its_worker_fails_and_the_search_goes_on(make, cras
 def test_a_candidates_next_rung_goes_to_the_worker_holding_its_model(make):
     executor = make(SleepRunner(sleep=0.05), max_concurrent=2, threads_per_trial=1)
     rung0 = [TrialTask(trial=i, arch={"x": i}, candidate=i, budget=1 / 3, rung=0) for i in range(4)]
-    first = {r.candidate_number: r for r in run(executor, rung0)}
+    first = {r.trial: r for r in run(executor, rung0)}  # rung 0: trial == candidate
     # promote candidates 3 and 1 (in that order): each goes back to its own worker
     rung1 = [
         TrialTask(trial=4 + k, arch={"x": c}, candidate=c, budget=2 / 3, done=1 / 3, rung=1)

@@ -28,7 +28,7 @@ from typing import Any
 from autokd.errors import AutoKDError, ConfigError
 from autokd.executor import Executor, TrialTask
 from autokd.runner import FatalSearchError
-from autokd.worker import AffinityScheduler, lost_trial_record, pin_threads, run_in_worker
+from autokd.worker import WORKER_ENV, AffinityScheduler, lost_trial_record, pin_threads, run_in_worker
 
 __all__ = ["RayExecutor", "ray_executor"]
 
@@ -45,6 +45,7 @@ class _TrialActor:
     """Runs trials with one runner and keeps the models it trained (Ray actor body)."""
 
     def __init__(self, runner: Any, threads: int | None):
+        os.environ[WORKER_ENV] = "ray"
         self.runner = runner
         self.threads = threads
         pin_threads(threads)
