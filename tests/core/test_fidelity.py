@@ -252,3 +252,19 @@ def test_a_train_function_without_budget_is_refused_with_the_fix(tmp_path):
     assert "takes no `budget` parameter" in message and "train_func(model, budget)" in message
     agent.train_func = lambda model, budget: model  # accepted
     agent.train_func = lambda model, *args: model  # accepted
+
+
+def test_a_final_distillation_killed_midway_is_resumed_alone(tmp_path):
+    conf = config(final={"candidates": 1, "multiplier": 3})
+    # evaluations 1-13 are the search; the 14th train call is the final distillation
+    with pytest.raises(KeyboardInterrupt):
+        make_agent(conf, {}, interrupt_at=14).search_loop(tmp_path)
+    assert len(read_trials(tmp_path)) == 13
+    models = {}
+    agent = make_agent(conf, models)
+    assert agent.search_loop(tmp_path, resume=True) == {"w": 0}
+    records = read_trials(tmp_path)
+    assert len(records) == 14 and records[-1]["phase"] == "final" and records[-1]["trial"] == 13
+    # only the final ran, rebuilt (the search's model went with the killed process): 3 x from scratch
+    assert list(models) == [0] and models[0][0].budgets == [3.0]
+    assert records[-1]["extras"]["retrained_from_scratch"] is True
