@@ -10,7 +10,16 @@ import attrs
 
 from .space import SearchSpace
 
-__all__ = ["Advisor", "GridAdvisor", "Objective", "RandomAdvisor", "SearchExhausted", "with_budget", "with_workers"]
+__all__ = [
+    "Advisor",
+    "GridAdvisor",
+    "Objective",
+    "RandomAdvisor",
+    "SearchExhausted",
+    "propose",
+    "with_budget",
+    "with_workers",
+]
 
 
 @attrs.frozen
@@ -114,6 +123,23 @@ class Advisor:
             )
 
 
+def propose(advisor: Any, pending: Sequence[dict] = ()) -> dict:
+    """The advisor's next point while ``pending`` points are being evaluated:
+    ``ask_pending(pending)`` when the advisor's own class (or a subclass) implements it,
+    else ``ask()`` (a subclass that overrides only ``ask``, as advisors written before
+    ``ask_pending`` do, is asked through its ``ask``; the loop then skips running points)."""
+    if not pending or "ask" in vars(advisor):
+        return advisor.ask()
+    cls = type(advisor)
+    ask_owner = next((c for c in cls.__mro__ if "ask" in c.__dict__), None)
+    pending_owner = next((c for c in cls.__mro__ if "ask_pending" in c.__dict__), None)
+    if pending_owner is None or pending_owner is Advisor or ask_owner is None:
+        return advisor.ask()
+    if issubclass(pending_owner, ask_owner):
+        return advisor.ask_pending(list(pending))
+    return advisor.ask()
+
+
 def with_workers(factory: Any, options: Mapping[str, Any], max_concurrent: int) -> dict[str, Any]:
     """``options`` plus ``max_concurrent`` under the factory's ``workers_option`` when it
     has one, trials run in parallel, and ``options`` does not set it."""
@@ -169,14 +195,24 @@ class GridAdvisor(Advisor):
     """Exhaustive search over every point, in the space's fixed order.
 
     Options: ``shuffle`` (bool, default False): visit the points in an order drawn from
-    the seeded RNG instead.
+    the seeded RNG instead (for spaces of at most ``MAX_SHUFFLED`` points: the order is
+    a list of them). The plain order is walked lazily, so a space of any size works.
     """
+
+    MAX_SHUFFLED = 10**6
 
     def __init__(self, space, objectives, seed=None, **options):
         super().__init__(space, objectives, seed, **options)
         self._reject_options("shuffle")
-        self._order = list(self.space.points())
+        self._order: list[int] | None = None
+        self._cursor = 0
         if options.get("shuffle", False):
+            if self.space.size > self.MAX_SHUFFLED:
+                raise ValueError(
+                    f"grid: shuffle over a space of {self.space.size:,} points would list them all "
+                    f"(at most {self.MAX_SHUFFLED:,}); drop shuffle, or use search_algorithm: random"
+                )
+            self._order = list(range(self.space.size))
             _random.Random(seed).shuffle(self._order)
 
     def ask(self) -> dict:
@@ -185,10 +221,18 @@ class GridAdvisor(Advisor):
     def ask_pending(self, pending: Sequence[dict]) -> dict:
         told = self._told_keys()
         running = {self.space.key(p) for p in pending}
-        for point in self._order:
+        total = self.space.size
+        cursor = self._cursor
+        while cursor < total:
+            index = self._order[cursor] if self._order is not None else cursor
+            point = self.space.point_at(index)
             key = self.space.key(point)
-            if key not in told and key not in running:
-                return point
-        if len(told) >= self.space.size:
-            raise SearchExhausted(f"all {self.space.size} points of the search space were evaluated")
+            if key not in told:
+                if key not in running:
+                    return point
+            elif cursor == self._cursor:
+                self._cursor += 1  # told points stay told: never look at them again
+            cursor += 1
+        if len(told) >= total:
+            raise SearchExhausted(f"all {total} points of the search space were evaluated")
         raise SearchExhausted("every point of the search space is evaluated or being evaluated")

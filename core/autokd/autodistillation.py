@@ -24,14 +24,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ._advisor_guard import describe_advisor, guarded_ask, guarded_tell, replay_tell
 from .advisor import Advisor, Objective, SearchExhausted, with_budget, with_workers
 from .config import Config, load_config, to_dict
-from .errors import AutoKDError, ConfigError, UnknownNameError
+from .errors import ConfigError, StoreError, UnknownNameError
 from .executor import Executor, TrialTask
 from .final import choose_final, final_budget
 from .front import IncrementalFront
 from .plugins import registry
-from .results import ResultStore, TrialRecord
+from .results import ResultStore, TrialRecord, check_resume
 from .runner import FatalSearchError, TrialRunner, accepts_budget
 from .schedule import FidelitySchedule
 from .space import SearchSpace
@@ -92,6 +93,7 @@ class AutoDistillation:
         self.runner: TrialRunner | None = None
         self.executor: Executor | None = None
         self._advisor: Advisor | None = None
+        self._advisor_who: str | None = None
         # The loop's own fallback proposals draw from their own RNG, never the global one.
         self._rng = random.Random(None if self.seed is None else self.seed + 7919)
         self._reset_state()
@@ -150,6 +152,17 @@ class AutoDistillation:
     @advisor.setter
     def advisor(self, value: Advisor) -> None:
         self._advisor = value
+        self._advisor_who = None
+
+    @property
+    def _who(self) -> str:
+        """The advisor as errors name it: its registered name, plugin and distribution."""
+        if self._advisor_who is None:
+            made_here = self._advisor is not None and getattr(self, "_advisor_made", None) is self._advisor
+            self._advisor_who = describe_advisor(
+                self.advisor, self.config.search.search_algorithm if made_here else None
+            )
+        return self._advisor_who
 
     def _make_advisor(self) -> Advisor:
         search = self.config.search
@@ -165,7 +178,8 @@ class AutoDistillation:
         options = with_budget(factory, options, self.max_trials)
         options = with_workers(factory, options, search.executor.max_concurrent)
         try:
-            return factory(self.search_space, self.objectives, seed=self.seed, **options)
+            self._advisor_made = factory(self.search_space, self.objectives, seed=self.seed, **options)
+            return self._advisor_made
         except ConfigError:
             raise  # the advisor already named the field (e.g. search.storage) and the fix
         except TypeError as exc:
@@ -183,24 +197,24 @@ class AutoDistillation:
         None when every unevaluated point is running (wait for a result)."""
         evaluated = self._first_record
         for _ in range(_MAX_REPEATS):
-            arch = self.search_space.validate(self.advisor.ask_pending(list(pending)))
+            arch = guarded_ask(self.advisor, self.search_space, self._who, pending)
             key = self.search_space.key(arch)
             record = evaluated.get(key)
             if record is not None:
                 # Answer from the results: the advisor learns the value again, no training.
                 log.debug("advisor re-proposed evaluated arch %s (trial %d)", arch, record.trial)
-                self.advisor.tell(arch, record.values(self.objectives))
+                replay_tell(self.advisor, arch, record.values(self.objectives), self._who)
                 continue
             if key in self._candidate_keys:
                 continue  # running: ask again (an advisor that does not track pending points)
             return arch
-        remaining = [p for p in self.search_space.points() if self.search_space.key(p) not in self._candidate_keys]
-        if not remaining:
+        point = self.search_space.unevaluated_point(self._candidate_keys, self._rng)
+        if point is None:
             if self._running:
                 return None
             raise SearchExhausted("every point of the search space was evaluated")
         log.info("advisor keeps proposing evaluated or running architectures; trying an unevaluated one")
-        return remaining[self._rng.randrange(len(remaining))]
+        return point
 
     def train_evaluate(self, model: Any) -> dict:
         """Train ``model`` with ``train_func``, evaluate it with ``eval_func`` and the
@@ -213,7 +227,8 @@ class AutoDistillation:
             self.train_func,
             self.eval_func,
             self.objectives,
-            record=self.config.evaluation.record,
+            # constraint metrics too: `params <= N` must be computed to be checked (#13)
+            record=[*self.config.evaluation.record, *(c.metric for c in self.constraints)],
             metric_options=self.config.evaluation.metric_options,
             framework=self.framework,
             example_inputs=self.example_inputs,
@@ -256,6 +271,7 @@ class AutoDistillation:
             "objectives": [{"name": o.name, "higher_is_better": o.higher_is_better} for o in self.objectives],
             "constraints": [str(c) for c in self.constraints],
             "search_algorithm": self.config.search.search_algorithm,
+            "search_space": self.search_space.to_dict(),
             "seed": self.seed,
             "trials": len(self.search_result),
             "failed": self._failed,
@@ -290,11 +306,10 @@ class AutoDistillation:
         self._store = store = ResultStore(self.output_dir)
         if self.train_func is not None and self._needs_budget() and not accepts_budget(self.train_func):
             raise ConfigError(self._budget_refusal(self.train_func), self.config.source)
-        if not resume and store.exists():
-            raise AutoKDError(
-                f"{store.trials_path} already holds trials: resume them with resume=True "
-                f"(autokd run --resume) or choose another output directory"
-            )
+        with store.lock():  # one run per output directory (StoreError naming the holder's pid)
+            return self._search_locked(store, resume)
+
+    def _search_locked(self, store: ResultStore, resume: bool) -> dict | None:
         self._reset_state()
         max_concurrent = self.config.search.executor.max_concurrent
         if self.fidelity is not None:
@@ -302,10 +317,22 @@ class AutoDistillation:
                 self.fidelity, self.max_trials, self.objectives, self.constraints, asynchronous=max_concurrent > 1
             )
         self.runner = self._make_runner()
-        self.executor = self._make_executor(self.runner)
+        self.executor = None
         self.search_result, self.final_result = [], []
         if resume:
-            self._replay(store.load())
+            records = store.load(repair=True)
+            check_resume(records, store.read_summary(), self.search_space, self.objectives, store.output_dir)
+            self._replay(records)
+        elif store.holds_results():
+            what = store.trials_path if store.exists() else store.summary_path
+            raise StoreError(
+                f"{what} already holds trials: resume them with resume=True "
+                f"(autokd run --resume) or choose another output directory (--output-dir)"
+            )
+        else:
+            _ = self.advisor  # a bad advisor option fails here, before summary.json is written
+        # Built after the replay, so workers start knowing the recorded metrics.
+        self.executor = self._make_executor(self.runner)
 
         self._progress = _progress(self.max_trials, len(self._candidates), self.show_progress)
         try:
@@ -319,8 +346,10 @@ class AutoDistillation:
         else:
             self.executor.shutdown(cancel=False)
         finally:
+            # Even after Ctrl-C or an error: summary.json always matches trials.jsonl.
             self._progress.close()
             store.sync()
+            self._update_best()
             store.write_summary(self.summary())
         return self.best_model_arch
 
@@ -414,11 +443,14 @@ class AutoDistillation:
             self._candidates.setdefault(candidate, arch)
             self._candidate_keys.add(key)
         values = record.values(self.objectives)
+        tell = replay_tell if replayed else guarded_tell
         if self._schedule is not None:
-            self.advisor.tell_budget(arch, values, budget=record.budget, rung=record.rung)
+            tell(self.advisor, arch, values, self._who, budget=record.budget, rung=record.rung)
             self._schedule.record(record)
         else:
-            self.advisor.tell(arch, values)
+            tell(self.advisor, arch, values, self._who)
+        if record.ok:
+            self.runner.seen_metrics.update(record.metrics)
         if record.full_budget:
             if record.ok and not replayed:
                 self._held_full.add(candidate)
@@ -427,7 +459,7 @@ class AutoDistillation:
             self._release_full(self._front.add(record))
         if self._schedule is not None:
             for dropped in self._schedule.collect_dropped():
-                self.executor.release(dropped)
+                self._release(dropped)
         self._update_best()
         if first and not replayed:
             self._progress.update(1)
@@ -444,7 +476,11 @@ class AutoDistillation:
         for record in records:
             if record.candidate_number in self._held_full:
                 self._held_full.discard(record.candidate_number)
-                self.executor.release(record.candidate_number)
+                self._release(record.candidate_number)
+
+    def _release(self, candidate: int) -> None:
+        # While replaying, no executor yet: nothing is held, but checkpoints are deleted.
+        (self.executor or self.runner).release(candidate)
 
     def _replay(self, records: list[TrialRecord]) -> None:
         """Tell the advisor (and the schedule) every recorded evaluation, in trial order."""

@@ -17,10 +17,12 @@ Every layout of the AutoDistillation design is accepted:
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 import os
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,6 +32,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 
 from .advisor import Objective
 from .errors import ConfigError
+from .evaluation import metric_value
 from .space import SearchSpace, SearchSpaceError
 
 __all__ = [
@@ -142,8 +145,8 @@ class Constraint:
         return cls(match[1], match[2], float(match[3]))
 
     def holds(self, metrics: Mapping[str, Any]) -> bool:
-        value = metrics.get(self.metric)
-        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        value = metric_value(metrics.get(self.metric))
+        if value is None:
             return False
         return self._OPS[self.op](value, self.bound)
 
@@ -472,6 +475,27 @@ def _make_converter() -> cattrs.Converter:
     def optional(fn):
         return lambda value, _type: None if value is None else fn(value, _type)
 
+    def typed_list(value, list_type):
+        # cattrs would split a string into characters (`record: latency` → l, a, t...):
+        # every list field refuses a lone string instead (#13), as search_space does.
+        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+            one = f" (write [{value}] for a one-item list)" if isinstance(value, str) else ""
+            raise TypeError(f"expected a list, got {_type_name(value)} {value!r}{one}{_hint(value)}")
+        (item_type,) = typing.get_args(list_type)
+        errors, out = [], []
+        for i, v in enumerate(value):
+            try:
+                out.append(conv.structure(v, item_type))
+            except Exception as exc:  # noqa: BLE001 - collected and reported with its index
+                exc.add_note(IterableValidationNoteCompat(f"index {i}", i))
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError("bad list", errors, list_type)
+        return out
+
+    conv.register_structure_hook_func(
+        lambda t: typing.get_origin(t) is list and len(typing.get_args(t)) == 1, typed_list
+    )
     conv.register_structure_hook(int | list[int], int_or_list)
     conv.register_structure_hook(float | list[float], float_or_list)
     conv.register_structure_hook(bool | list[bool], bool_or_list)
@@ -490,8 +514,11 @@ def _make_converter() -> cattrs.Converter:
             if opts is None:
                 opts = {}
             if not isinstance(opts, Mapping):
+                near = _nearest(str(key), ["function", "batch_size", "record"])
                 exc = TypeError(
-                    f"expected the options of metric {key!r} as a mapping (e.g. {key}: {{batch_size: 1}}), "
+                    f"unknown key{near}; a metric's options are a mapping, got {_type_name(opts)} {opts!r}"
+                    if near
+                    else f"expected the options of metric {key!r} as a mapping (e.g. {key}: {{batch_size: 1}}), "
                     f"got {_type_name(opts)} {opts!r}"
                 )
                 exc.add_note(IterableValidationNoteCompat(f"key {key}", key))
@@ -873,6 +900,47 @@ def _check_final(final: FinalDistillationConfig | None, n_stages: int, path: str
                 problems.append(f"{path}.train_steps[{i}]: must be >= 0, got {steps}")
 
 
+def _check_metric_names(
+    search: SearchConfig | None, evaluation: EvaluationConfig, search_path: str, problems: list[str]
+) -> None:
+    """Constraints and ``evaluation.<metric>`` options name metrics a trial computes: an
+    objective, a metric in ``evaluation.record``, or a registered evaluator (#13: a
+    misspelt ``latncy`` was taken as a metric, and a constraint on an unknown metric was
+    silently ignored by the best-arch rule)."""
+    from .plugins import registry
+
+    evaluators = registry().evaluators
+    objectives = list(search.metrics) if search is not None else []
+    computed = [*objectives, *evaluation.record]
+    known = [*computed, *evaluators.names()]
+    if search is not None:
+        for i, text in enumerate(search.constraints):
+            try:
+                metric = Constraint.parse(text).metric
+            except ValueError:
+                continue  # reported by _check_search
+            if metric not in computed and metric not in evaluators:
+                problems.append(
+                    f"{search_path}.constraints[{i}]: {metric!r} is not a metric of this search: add it to "
+                    f"evaluation.record (a metric eval_func returns) or install the evaluator that computes it"
+                    + _nearest(metric, known)
+                )
+    fixed = ["function", "batch_size", "record"]
+    for key in evaluation.metric_options:
+        if key in computed or key in evaluators:
+            continue
+        problems.append(
+            f"evaluation.{key}: unknown key{_nearest(key, [*fixed, *known])}. Keys here are {', '.join(fixed)} "
+            f"and the options of a metric that is searched ({', '.join(objectives) or 'none'}), recorded "
+            f"(evaluation.record) or a registered evaluator ({', '.join(evaluators.names()) or 'none installed'})"
+        )
+
+
+def _nearest(name: str, candidates: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(dict.fromkeys(candidates)), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _check_import_string(value: str | None, path: str, problems: list[str]) -> None:
     if value is not None and ":" not in value:
         problems.append(f"{path}: {value!r} is not an import string like 'package.module:function'")
@@ -1053,6 +1121,7 @@ def _parse_document(doc: Any, source: str | None) -> Config:
         _check_train(train, "train", problems)
     evaluation = _structure(doc.get("evaluation") or {}, EvaluationConfig, "evaluation", problems) or EvaluationConfig()
     _check_import_string(evaluation.function, "evaluation.function", problems)
+    _check_metric_names(auto.search if auto is not None else None, evaluation, p("search"), problems)
     data = _structure(doc.get("data") or {}, DataConfig, "data", problems) or DataConfig()
     _check_import_string(data.train, "data.train", problems)
     _check_import_string(data.eval, "data.eval", problems)
@@ -1088,21 +1157,103 @@ def load_config(conf: Any, framework: str | None = None) -> Config:
     return cfg
 
 
+# A config is a few hundred nodes; a document whose aliases expand past this is an alias
+# bomb (#13: a 659-byte file wrote a 197 MB summary.json per trial).
+MAX_YAML_NODES = 100_000
+
+
 def _read_yaml(path: str) -> Any:
     import yaml
 
     try:
-        with open(path, encoding="utf-8") as fh:
-            doc = yaml.safe_load(fh)
+        with open(path, "rb") as fh:
+            data = fh.read()
     except FileNotFoundError:
         raise ConfigError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a YAML config file", path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror or exc}", path) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (a binary file?): {exc.reason} at byte {exc.start}", path) from None
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _check_expansion(node, path)
+        doc = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", path) from None
+        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}", path) from None
+    finally:
+        loader.dispose()
     if doc is None:
         raise ConfigError("the file is empty", path)
     return doc
+
+
+def _check_expansion(root: Any, path: str) -> None:
+    """Refuse a document whose aliases expand to more than MAX_YAML_NODES nodes (or
+    refer to themselves), counting before anything is built."""
+    count, stack = 0, [root]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise ConfigError(
+                f"the document expands to more than {MAX_YAML_NODES:,} YAML nodes through its aliases (*name); "
+                f"refusing it as an alias bomb: write the values out or use fewer aliases",
+                path,
+            )
+        value = node.value
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, tuple):
+                    stack.extend(item)
+                else:
+                    stack.append(item)
+
+
+def _make_strict_loader():
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        """``yaml.safe_load`` that refuses a key given twice in one mapping."""
+
+    def construct_mapping(loader, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None,
+                    f"duplicate key {key_node.value!r} (first given at line {seen[key] + 1}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return loader.construct_mapping(node, deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return StrictLoader
+
+
+class _LazyLoader:
+    """The strict loader class, made on first use (PyYAML is imported lazily)."""
+
+    _cls = None
+
+    def __call__(self, text):
+        if _LazyLoader._cls is None:
+            _LazyLoader._cls = _make_strict_loader()
+        return _LazyLoader._cls(text)
+
+
+_StrictLoader = _LazyLoader()
 
 
 def to_dict(config: Config) -> dict:

@@ -26,9 +26,9 @@ from typing import Any
 
 from . import _trial
 from .errors import AutoKDError, ConfigError
-from .evaluation import EvalContext
+from .evaluation import EvalContext, metric_value
 from .executor import TrialTask
-from .results import TrialRecord
+from .results import TrialRecord, plain_metrics
 
 __all__ = ["FatalSearchError", "TrialRunner", "accepts_budget", "add_budget", "failed_record"]
 
@@ -98,6 +98,8 @@ class TrialRunner:
         self.eval_data = eval_data
         self.output_dir = output_dir
         self._models: dict[int, tuple[Any, float]] = {}  # candidate -> (model, fraction trained)
+        #: metrics some successful trial had (a metric missing from one trial only fails it)
+        self.seen_metrics: set[str] = set()
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -162,13 +164,17 @@ class TrialRunner:
                     )
                 model = self.model_builder(dict(task.arch))
             model, metrics = self.train_evaluate(model, budget)
-            bad = [o.name for o in self.objectives if not _finite(metrics.get(o.name))]
+            metrics = plain_metrics(metrics)
+            bad = [o.name for o in self.objectives if metric_value(metrics.get(o.name)) is None]
             if bad:
                 raise FloatingPointError(
-                    "non-finite or non-numeric metric " + ", ".join(f"{n}={metrics.get(n)!r}" for n in bad)
+                    "non-finite or non-numeric metric "
+                    + ", ".join(f"{n}={metrics.get(n)!r} ({type(metrics.get(n)).__name__})" for n in bad)
+                    + ": objectives must be finite numbers"
                 )
             self._models[task.candidate] = (model, _total(task))
-            return self._record(task, _plain_metrics(metrics), "ok", None, time.perf_counter() - start, extras)
+            self.seen_metrics.update(metrics)
+            return self._record(task, metrics, "ok", None, time.perf_counter() - start, extras)
         except FatalSearchError:
             raise
         except Exception as exc:  # a failed trial is recorded and the search goes on
@@ -203,7 +209,7 @@ class TrialRunner:
         if not isinstance(metrics, Mapping):
             raise AutoKDError(f"eval_func must return a dict of metrics or a number, got {type(metrics).__name__}")
         metrics = dict(metrics)
-        for name in [o.name for o in self.objectives] + self.record:
+        for name in dict.fromkeys([o.name for o in self.objectives] + self.record):
             if name not in metrics:
                 metrics[name] = self._evaluate_with_plugin(name, model, metrics)
         return model, metrics
@@ -214,10 +220,15 @@ class TrialRunner:
         try:
             evaluator = registry().evaluators.get(name, self.framework)
         except LookupError as exc:
-            raise FatalSearchError(
+            message = (
                 f"metric {name!r} is neither returned by eval_func (it returned "
-                f"{sorted(returned) or 'nothing'}) nor a registered evaluator. {exc}"
-            ) from None
+                f"{sorted(returned) or 'nothing'}) nor a registered evaluator."
+            )
+            # Fatal only when no trial ever had it; eval_func leaving it out for one
+            # arch fails that trial, and the search (and its resume) goes on.
+            if name in self.seen_metrics:
+                raise LookupError(f"{message} Earlier trials had it: eval_func left it out for this arch") from None
+            raise FatalSearchError(f"{message} {exc}") from None
         extras = _trial.current_extras()
         ctx = EvalContext(
             example_inputs=self.example_inputs,
@@ -282,23 +293,3 @@ def _total(task: TrialTask) -> float:
 def _recorded_budget(task: TrialTask) -> float | list[float]:
     """What a record says was trained: the cumulative fraction of the configured steps."""
     return add_budget(task.done, task.budget)
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return not isinstance(value, bool) and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _plain_metrics(metrics: Mapping) -> dict:
-    out = {}
-    for key, value in metrics.items():
-        item = getattr(value, "item", None)
-        if callable(item):
-            try:
-                value = item()
-            except (TypeError, ValueError):
-                pass
-        out[str(key)] = value
-    return out

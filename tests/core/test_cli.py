@@ -65,7 +65,7 @@ def test_run_with_user_functions_needs_no_backend(project):
 def test_max_trials_and_resume(project):
     assert autokd("run", "search.yaml", "--output-dir", "out", "--max-trials", "1", "--no-progress", cwd=project).returncode == 0
     again = autokd("run", "search.yaml", "--output-dir", "out", "--no-progress", cwd=project)
-    assert again.returncode == 1 and "already holds trials" in again.stderr and "Traceback" not in again.stderr
+    assert again.returncode == 2 and "already holds trials" in again.stderr and "Traceback" not in again.stderr
     resumed = autokd("run", "search.yaml", "--output-dir", "out", "--resume", "--no-progress", cwd=project)
     assert resumed.returncode == 0, resumed.stderr
     trials = [json.loads(line) for line in (project / "out" / "trials.jsonl").read_text().splitlines()]
@@ -131,7 +131,7 @@ def test_report_prints_table_front_and_best(project):
     summary = json.loads((project / "out" / "summary.json").read_text())
     assert f"best trial {summary['best_trial']}: {summary['best_model_arch']}" in result.stdout
     missing = autokd("report", "nowhere", cwd=project)
-    assert missing.returncode == 1 and "no trials recorded" in missing.stderr
+    assert missing.returncode == 2 and "nowhere: no such output directory" in missing.stderr
 
 
 def test_plugins_lists_each_plugin_and_its_registrations(project):

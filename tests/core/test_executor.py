@@ -224,3 +224,24 @@ def test_the_incremental_front_is_the_from_scratch_front(n_objectives):
             assert front.best() == (best, feasible)
             # what add() lets go is exactly what is neither on the front nor best
             assert kept == {r.trial for r in expected_front} | ({best.trial} if best else set())
+
+
+def test_an_advisor_overriding_only_ask_is_asked_through_it_while_trials_run():
+    from autokd.advisor import propose
+
+    space = autokd.SearchSpace(SPACE)
+    first = next(iter(space.points()))
+
+    class Sub(autokd.RandomAdvisor):  # written before ask_pending existed
+        def ask(self):
+            return first
+
+    class Both(Sub):
+        def ask_pending(self, pending):
+            return "pending-aware"
+
+    objectives = [Objective("accuracy", True)]
+    assert propose(Sub(space, objectives), [first]) == first  # its own ask, not RandomAdvisor's ask_pending
+    assert propose(Both(space, objectives), [first]) == "pending-aware"
+    assert propose(autokd.GridAdvisor(space, objectives), [first]) != first
+    assert propose(autokd.GridAdvisor(space, objectives), []) == first
