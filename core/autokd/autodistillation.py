@@ -21,19 +21,20 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._advisor_guard import describe_advisor, guarded_ask, guarded_tell, replay_tell
+from ._progress import NoProgress, progress_bar, short
 from .advisor import Advisor, Objective, SearchExhausted, with_budget, with_workers
 from .config import Config, load_config, to_dict
 from .errors import ConfigError, StoreError, UnknownNameError
-from .executor import Executor, TrialTask
+from .executor import Executor, TrialNumbers, TrialTask
 from .final import choose_final, final_budget
 from .front import IncrementalFront
 from .plugins import registry
 from .results import ResultStore, TrialRecord, check_resume
-from .runner import FatalSearchError, TrialRunner, accepts_budget
+from .runner import FatalSearchError, TrialRunner, accepts_budget, budget_refusal
 from .schedule import FidelitySchedule
 from .space import SearchSpace
 
@@ -107,14 +108,14 @@ class AutoDistillation:
         self._candidate_keys: set[str] = set()
         self._running: dict[int, TrialTask] = {}  # trial number -> task
         self._held_full: set[int] = set()  # candidates whose full-budget model is held
-        self._trial_numbers = _Numbers()
-        self._candidate_numbers = _Numbers()
+        self._trial_numbers = TrialNumbers()
+        self._candidate_numbers = TrialNumbers()
         self._exhausted = False
         self._failed = 0
         self._summary_due = -float("inf")
         self._last_sync = -float("inf")
         self._config_dict: dict | None = None
-        self._progress = _NoProgress()
+        self._progress = NoProgress()
 
     # --- functions ------------------------------------------------------------------------
     @property
@@ -131,16 +132,8 @@ class AutoDistillation:
         return self.fidelity is not None or self.final_distillation is not None
 
     def _budget_refusal(self, func: Callable) -> str:
-        field = (
-            "auto_distillation.search.fidelity" if self.fidelity is not None else "auto_distillation.final_distillation"
-        )
-        name = getattr(func, "__qualname__", None) or repr(func)
-        return (
-            f"{field}: the train function {name} takes no `budget` parameter, but this search trains each "
-            f"model in parts. Define it as train_func(model, budget): train `budget` (a fraction, or one per "
-            f"stage) of every stage's train_steps, continuing the model it is given "
-            f"(autokd.fidelity.stage_steps turns fractions into steps); or remove {field.rsplit('.', 1)[1]}"
-        )
+        fidelity = self.fidelity is not None
+        return budget_refusal(func, "search.fidelity" if fidelity else "final_distillation")
 
     # --- advisor ------------------------------------------------------------------------
     @property
@@ -334,7 +327,7 @@ class AutoDistillation:
         # Built after the replay, so workers start knowing the recorded metrics.
         self.executor = self._make_executor(self.runner)
 
-        self._progress = _progress(self.max_trials, len(self._candidates), self.show_progress)
+        self._progress = progress_bar(self.max_trials, len(self._candidates), self.show_progress)
         try:
             self._run(self._next_search_task, max_concurrent)
             if self.final_distillation is not None:
@@ -361,7 +354,7 @@ class AutoDistillation:
                 if task is None:
                     break
                 self._running[task.trial] = task
-                self._progress.set_description(f"trial {task.trial}: {_short(task.arch)}")
+                self._progress.set_description(f"trial {task.trial}: {short(task.arch)}")
                 self.executor.submit(task)
             if self.executor.running == 0:
                 return
@@ -514,43 +507,3 @@ class AutoDistillation:
         holds it (the ``local`` executor keeps the front's, the best's and the final
         distillation's models after the search), else None."""
         return None if self.executor is None else self.executor.model(candidate)
-
-
-class _Numbers:
-    """Trial or candidate numbers: the gaps a resumed search left first, then new ones."""
-
-    def __init__(self):
-        self._gaps: list[int] = []
-        self._next = 0
-
-    def used(self, numbers) -> None:
-        taken = set(numbers)
-        self._next = max(taken, default=-1) + 1
-        self._gaps = sorted(set(range(self._next)) - taken)
-
-    def take(self) -> int:
-        if self._gaps:
-            return self._gaps.pop(0)
-        self._next += 1
-        return self._next - 1
-
-
-def _short(arch: Mapping) -> str:
-    return ", ".join(f"{k}={v}" for k, v in arch.items())
-
-
-class _NoProgress:
-    def update(self, n=1): ...
-    def set_description(self, text): ...
-    def set_postfix_str(self, text): ...
-    def close(self): ...
-
-
-def _progress(total: int, done: int, enabled: bool):
-    if not enabled:
-        return _NoProgress()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return _NoProgress()
-    return tqdm(total=total, initial=done, unit="trial", dynamic_ncols=True, leave=True)

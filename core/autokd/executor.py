@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .results import TrialRecord
     from .runner import TrialRunner
 
-__all__ = ["Executor", "LocalExecutor", "TrialTask"]
+__all__ = ["Executor", "LocalExecutor", "TrialNumbers", "TrialTask"]
 
 
 @attrs.frozen
@@ -129,3 +129,23 @@ class LocalExecutor(Executor):
 
 def local_executor(runner: TrialRunner, *, max_concurrent: int = 1, **options: Any) -> LocalExecutor:
     return LocalExecutor(runner, max_concurrent=max_concurrent, **options)
+
+
+class TrialNumbers:
+    """Trial (or candidate) numbers, fixed when a task is proposed: the gaps a resumed
+    search left (tasks killed before their record) first, then new ones."""
+
+    def __init__(self):
+        self._gaps: list[int] = []
+        self._next = 0
+
+    def used(self, numbers) -> None:
+        taken = set(numbers)
+        self._next = max(taken, default=-1) + 1
+        self._gaps = sorted(set(range(self._next)) - taken)
+
+    def take(self) -> int:
+        if self._gaps:
+            return self._gaps.pop(0)
+        self._next += 1
+        return self._next - 1

@@ -30,7 +30,7 @@ from .evaluation import EvalContext, metric_value
 from .executor import TrialTask
 from .results import TrialRecord, plain_metrics
 
-__all__ = ["FatalSearchError", "TrialRunner", "accepts_budget", "add_budget", "failed_record"]
+__all__ = ["FatalSearchError", "TrialRunner", "accepts_budget", "add_budget", "budget_refusal", "failed_record"]
 
 log = logging.getLogger("autokd")
 
@@ -50,6 +50,18 @@ def accepts_budget(func: Callable) -> bool:
     except (TypeError, ValueError):  # a builtin or C function: cannot tell, trust it
         return True
     return any(p.name == "budget" or p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+
+
+def budget_refusal(func: Callable, field: str) -> str:
+    """The error for a train function without ``budget`` in a search that needs one
+    (``field``: ``search.fidelity`` or ``final_distillation``)."""
+    name = getattr(func, "__qualname__", None) or repr(func)
+    return (
+        f"auto_distillation.{field}: the train function {name} takes no `budget` parameter, but this search "
+        f"trains each model in parts. Define it as train_func(model, budget): train `budget` (a fraction, or "
+        f"one per stage) of every stage's train_steps, continuing the model it is given "
+        f"(autokd.fidelity.stage_steps turns fractions into steps); or remove {field.rsplit('.', 1)[-1]}"
+    )
 
 
 def add_budget(done: float, budget: float | Sequence[float]) -> float | list[float]:
