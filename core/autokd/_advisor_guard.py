@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .advisor import SearchExhausted
+from .advisor import SearchExhausted, propose
 from .errors import AdvisorError
 from .space import SearchSpace, SearchSpaceError
 
@@ -39,10 +39,11 @@ def describe_advisor(advisor: Any, algorithm: str | None = None) -> str:
     return f"advisor {cls.__qualname__} (module {cls.__module__!r})"
 
 
-def guarded_ask(advisor: Any, space: SearchSpace, who: str) -> dict:
-    """``advisor.ask()`` checked to be one point of ``space``."""
+def guarded_ask(advisor: Any, space: SearchSpace, who: str, pending: Sequence[dict] | None = None) -> dict:
+    """``advisor.ask()`` (``advisor.ask_pending(pending)`` while trials run) checked to
+    be one point of ``space``."""
     try:
-        point = advisor.ask()
+        point = propose(advisor, pending or ())
     except SearchExhausted:
         raise
     except Exception as exc:
@@ -58,10 +59,18 @@ def guarded_ask(advisor: Any, space: SearchSpace, who: str) -> dict:
         raise AdvisorError(f"{who} proposed a point outside the search space: {exc}") from None
 
 
-def guarded_tell(advisor: Any, arch: dict, values: Sequence[float] | None, who: str) -> None:
-    """``advisor.tell(arch, values)`` after a trial (already stored) finished."""
-    try:
+def _tell(advisor: Any, arch: dict, values: Sequence[float] | None, fidelity: Mapping[str, Any]) -> None:
+    if fidelity:  # a multi-fidelity evaluation: budget and rung
+        advisor.tell_budget(arch, values, **fidelity)
+    else:
         advisor.tell(arch, values)
+
+
+def guarded_tell(advisor: Any, arch: dict, values: Sequence[float] | None, who: str, **fidelity: Any) -> None:
+    """``advisor.tell(arch, values)`` (``tell_budget`` given ``budget`` and ``rung``)
+    after a trial (already stored) finished."""
+    try:
+        _tell(advisor, arch, values, fidelity)
     except Exception as exc:
         raise AdvisorError(
             f"{who} failed in tell() for {arch}: {type(exc).__name__}: {exc}. The trial is recorded; "
@@ -69,11 +78,11 @@ def guarded_tell(advisor: Any, arch: dict, values: Sequence[float] | None, who: 
         ) from exc
 
 
-def replay_tell(advisor: Any, arch: dict, values: Sequence[float] | None, who: str) -> None:
-    """``advisor.tell`` of a recorded trial on resume: a failure is a warning, never a
-    reason the stored trials cannot be resumed."""
+def replay_tell(advisor: Any, arch: dict, values: Sequence[float] | None, who: str, **fidelity: Any) -> None:
+    """``advisor.tell`` (or ``tell_budget``) of a recorded trial on resume: a failure is a
+    warning, never a reason the stored trials cannot be resumed."""
     try:
-        advisor.tell(arch, values)
+        _tell(advisor, arch, values, fidelity)
     except Exception as exc:
         log.warning(
             "%s failed in tell() replaying %s: %s: %s; it goes on without that trial",

@@ -197,6 +197,21 @@ def format_report(output_dir: str) -> str:
     return "\n".join(lines)
 
 
+def _report_command(output_dirs: list[str], merged_dir: str | None) -> None:
+    """One output dir: its report. Several: merged into one (``autokd.merge``), then reported."""
+    if len(output_dirs) == 1 and merged_dir is None:
+        print(format_report(output_dirs[0]))
+        return
+    import tempfile
+
+    from .merge import merge_output_dirs
+
+    with tempfile.TemporaryDirectory(prefix="autokd-merged-") as tmp:
+        merged = merge_output_dirs(output_dirs, merged_dir or tmp)
+        print(format_report(merged.output_dir))
+        print(merged.legend())
+
+
 def format_plugins() -> str:
     from .plugins import registry
 
@@ -233,7 +248,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub.add_parser("plugins", help="list plugins and what each registered")
     report = sub.add_parser("report", help="show the trials, Pareto front and best arch of an output dir")
-    report.add_argument("output_dir")
+    report.add_argument("output_dir", nargs="+", help="an output dir; several (drivers of one search) are merged")
+    report.add_argument("--merged-dir", help="where merged trials go (default: a temporary dir, removed after)")
     return parser
 
 
@@ -251,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "plugins":
             print(format_plugins())
         elif args.command == "report":
-            print(format_report(args.output_dir))
+            _report_command(args.output_dir, args.merged_dir)
         return 0
     except (ConfigError, UnknownNameError, StoreError) as exc:
         if args.verbose:

@@ -39,6 +39,9 @@ __all__ = [
     "Config",
     "ModelConfig",
     "SearchConfig",
+    "FidelityConfig",
+    "ExecutorConfig",
+    "FinalDistillationConfig",
     "DistillationStagesConfig",
     "AutoDistillationConfig",
     "TrainConfig",
@@ -181,6 +184,50 @@ class ModelConfig:
 
 
 @attrs.frozen
+class FidelityConfig:
+    """``auto_distillation.search.fidelity``: multi-fidelity search (successive halving).
+
+    :ivar schedule: ``successive_halving`` (one bracket of ``max_trials`` candidates) or
+        ``hyperband`` (brackets starting at each rung, ``max_trials`` shared among them).
+    :ivar min_fraction: the first rung's share of every stage's ``train_steps``.
+    :ivar eta: the best ``1/eta`` of a rung go on to a budget ``eta`` times larger.
+    """
+
+    schedule: str = "successive_halving"
+    min_fraction: float = 1 / 9
+    eta: int = 3
+
+
+@attrs.frozen
+class ExecutorConfig:
+    """``auto_distillation.search.executor``: what runs the trials.
+
+    :ivar name: a registered executor (``local``: serial, in process; ``processes``; ...).
+    :ivar max_concurrent: trials running at once.
+    :ivar options: every other key, passed to the executor's factory.
+    """
+
+    name: str = "local"
+    max_concurrent: int = 1
+    options: dict = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class FinalDistillationConfig:
+    """``auto_distillation.final_distillation``: after the search, distil the chosen
+    architecture(s) to the end.
+
+    :ivar candidates: 1 (the best architecture) or k (the best k of the Pareto front).
+    :ivar train_steps: the final model's steps, one per stage (flash stages, then regular).
+    :ivar multiplier: or the final model's steps as a multiple of the configured ones.
+    """
+
+    candidates: int = 1
+    train_steps: list[int] | None = None
+    multiplier: float | None = None
+
+
+@attrs.frozen
 class SearchConfig:
     """``auto_distillation.search``."""
 
@@ -194,6 +241,8 @@ class SearchConfig:
     constraints: list[str] = attrs.field(factory=list)
     storage: str | None = None
     study_name: str | None = None
+    fidelity: FidelityConfig | None = None
+    executor: ExecutorConfig = attrs.field(factory=ExecutorConfig)
 
     @property
     def space(self) -> SearchSpace:
@@ -236,6 +285,7 @@ class AutoDistillationConfig:
     search: SearchConfig
     flash_distillation: DistillationStagesConfig | None = None
     regular_distillation: DistillationStagesConfig | None = None
+    final_distillation: FinalDistillationConfig | None = None
 
     def flash_stages(self) -> list[Stage]:
         return _stages(self.flash_distillation, "flash_distillation", [])
@@ -535,7 +585,25 @@ def _make_converter() -> cattrs.Converter:
         return EvaluationConfig(base.function, base.batch_size, base.record, options)
 
     conv.register_structure_hook(EvaluationConfig, evaluation)
+
+    def executor(value, _type):
+        if isinstance(value, str):  # executor: processes
+            value = {"name": value}
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a mapping like {{name: processes, max_concurrent: 2}}, got {_type_name(value)} {value!r}")
+        fixed = {k: value[k] for k in ("name", "max_concurrent") if k in value}
+        base = conv.structure(fixed, _ExecutorFixed)
+        options = {str(k): v for k, v in value.items() if k not in fixed}
+        return ExecutorConfig(base.name, base.max_concurrent, options)
+
+    conv.register_structure_hook(ExecutorConfig, executor)
     return conv
+
+
+@attrs.frozen
+class _ExecutorFixed:
+    name: str = "local"
+    max_concurrent: int = 1
 
 
 @attrs.frozen
@@ -831,6 +899,59 @@ def _check_search(search: SearchConfig, path: str, problems: list[str]) -> None:
             problems.append(f"{path}.constraints[{i}]: {exc}")
     if not search.search_algorithm:
         problems.append(f"{path}.search_algorithm: empty: name an advisor such as 'BO' or 'random'")
+    _check_fidelity(search.fidelity, f"{path}.fidelity", problems)
+    if search.executor.max_concurrent < 1:
+        problems.append(
+            f"{path}.executor.max_concurrent: must be >= 1 (trials running at once), got {search.executor.max_concurrent}"
+        )
+    if not search.executor.name:
+        problems.append(f"{path}.executor.name: empty: name an executor such as 'local' or 'processes'")
+
+
+_SCHEDULES = ("successive_halving", "hyperband")
+
+
+def _check_fidelity(fidelity: FidelityConfig | None, path: str, problems: list[str]) -> None:
+    if fidelity is None:
+        return
+    if fidelity.schedule not in _SCHEDULES:
+        problems.append(f"{path}.schedule: {fidelity.schedule!r} is not one of {list(_SCHEDULES)}")
+    if not 0 < fidelity.min_fraction <= 1:
+        problems.append(
+            f"{path}.min_fraction: must be in (0, 1] (the first rung's share of each stage's train_steps, "
+            f"e.g. 0.1111 for 1/9), got {fidelity.min_fraction}"
+        )
+    if fidelity.eta < 2:
+        problems.append(
+            f"{path}.eta: must be >= 2 (the best 1/eta of a rung go on to an eta times larger budget), got {fidelity.eta}"
+        )
+
+
+def _check_final(final: FinalDistillationConfig | None, n_stages: int, path: str, problems: list[str]) -> None:
+    if final is None:
+        return
+    if final.candidates < 1:
+        problems.append(f"{path}.candidates: must be >= 1 (1: the best architecture, k: the best k of the front)")
+    if (final.train_steps is None) == (final.multiplier is None):
+        problems.append(
+            f"{path}: give exactly one of train_steps (the final model's steps, one per stage) or multiplier "
+            f"(its steps as a multiple of the configured ones, e.g. 3)"
+        )
+    if final.multiplier is not None and not final.multiplier >= 1:
+        problems.append(f"{path}.multiplier: must be >= 1 (the search's full budget is 1), got {final.multiplier}")
+    if final.train_steps is not None:
+        if n_stages == 0:
+            problems.append(
+                f"{path}.train_steps: the config has no distillation stages to give steps to; use multiplier"
+            )
+        elif len(final.train_steps) != n_stages:
+            problems.append(
+                f"{path}.train_steps: {len(final.train_steps)} values for {n_stages} stages "
+                f"(one per stage: flash stages, then regular stages)"
+            )
+        for i, steps in enumerate(final.train_steps):
+            if steps < 0:
+                problems.append(f"{path}.train_steps[{i}]: must be >= 0, got {steps}")
 
 
 def _check_metric_names(
@@ -1042,8 +1163,11 @@ def _parse_document(doc: Any, source: str | None) -> Config:
             for key in raw.pop("_unknown_flash", []):
                 problems.append(f"{p('flash_distillation')}.{key}: unknown key (known: knowledge_transfer, regular_distillation)")
             for key in raw:
-                if key not in ("search", "flash_distillation", "regular_distillation"):
-                    problems.append(f"{p(key)}: unknown key (known keys here: search, flash_distillation, regular_distillation)")
+                if key not in ("search", "flash_distillation", "regular_distillation", "final_distillation"):
+                    problems.append(
+                        f"{p(key)}: unknown key (known keys here: search, flash_distillation, "
+                        f"regular_distillation, final_distillation)"
+                    )
             search = None
             if raw.get("search") is None:
                 problems.append(f"{p('search')}: required but missing")
@@ -1063,8 +1187,14 @@ def _parse_document(doc: Any, source: str | None) -> Config:
                 regular = _structure(raw["regular_distillation"], DistillationStagesConfig, reg_path, problems)
                 if regular is not None:
                     _stages(regular, reg_path, problems)
+            final = None
+            if raw.get("final_distillation") is not None:
+                final = _structure(raw["final_distillation"], FinalDistillationConfig, p("final_distillation"), problems)
+                if final is not None:
+                    n_stages = len(_stages(flash, flash_path, [])) + len(_stages(regular, reg_path, []))
+                    _check_final(final, n_stages, p("final_distillation"), problems)
             if search is not None:
-                auto = AutoDistillationConfig(search, flash, regular)
+                auto = AutoDistillationConfig(search, flash, regular, final)
 
     distillation = None
     if doc.get("distillation") is not None:

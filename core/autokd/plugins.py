@@ -112,6 +112,7 @@ _SINGULAR = {
     "losses": "loss",
     "trainers": "trainer",
     "evaluators": "evaluator",
+    "executors": "executor",
 }
 
 
@@ -213,7 +214,7 @@ class Kind:
 class Registry:
     """Everything the loaded plugins registered, one :class:`Kind` per hook."""
 
-    KINDS = ("advisors", "model_builders", "criteria", "losses", "trainers", "evaluators")
+    KINDS = ("advisors", "model_builders", "criteria", "losses", "trainers", "evaluators", "executors")
 
     def __init__(self):
         self.advisors = Kind("advisors")
@@ -222,6 +223,7 @@ class Registry:
         self.losses = Kind("losses")
         self.trainers = Kind("trainers")
         self.evaluators = Kind("evaluators")
+        self.executors = Kind("executors")
         self.plugins: list[PluginInfo] = []
 
     def kind(self, name: str) -> Kind:
@@ -301,7 +303,13 @@ def _make_registers(info: PluginInfo, reg: Registry) -> dict[str, Callable[..., 
             higher_is_better=higher_is_better,
         )
 
+    def register_executor(name, executor_factory):
+        if not callable(executor_factory):
+            raise PluginError(f"{who} registered executor {name!r} with a factory that is not callable")
+        add("executors", name, executor_factory, None)
+
     return {
+        "register_executors": register_executor,
         "register_advisors": register_advisor,
         "register_model_builders": register_model_builder,
         "register_criteria": register_criterion,
@@ -318,6 +326,7 @@ _HOOKS = (
     "register_losses",
     "register_trainers",
     "register_evaluators",
+    "register_executors",
 )
 
 _lock = threading.RLock()

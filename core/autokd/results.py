@@ -1,8 +1,10 @@
 """Trial records, the append-only result store, the Pareto front and the best-arch rule.
 
-``<output_dir>/trials.jsonl`` holds one JSON object per finished trial, flushed and
-fsynced before the next trial starts; ``summary.json`` holds the Pareto front and the
-best architecture. Nothing here unpickles: records are JSON.
+``<output_dir>/trials.jsonl`` holds one JSON object per finished trial, flushed (to the
+operating system: a killed process loses nothing) before the next trial starts and
+fsynced (to the disk) at least once a second and at the end of the search;
+``summary.json`` holds the Pareto front and the best architecture. Nothing here
+unpickles: records are JSON.
 """
 
 from __future__ import annotations
@@ -46,7 +48,15 @@ SUMMARY_FILE = "summary.json"
 
 @attrs.frozen
 class TrialRecord:
-    """One finished trial."""
+    """One finished trial (one evaluation).
+
+    With ``search.fidelity`` (or in a final distillation) a record also says what was
+    trained: ``budget`` (the cumulative fraction of every stage's ``train_steps`` the
+    model had trained when evaluated; one fraction per stage for a final distillation
+    given ``train_steps``), ``rung``, ``candidate`` (the architecture's number: every
+    evaluation of one candidate has it) and ``phase`` (``search`` or ``final``). Without
+    them a record is as it always was (those keys are left out of ``trials.jsonl``).
+    """
 
     trial: int
     arch: dict
@@ -55,10 +65,26 @@ class TrialRecord:
     error: str | None = None
     duration_s: float = 0.0
     extras: dict = attrs.field(factory=dict)
+    budget: float | list[float] | None = None
+    rung: int | None = None
+    candidate: int | None = None
+    phase: str = "search"
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def candidate_number(self) -> int:
+        """The architecture's candidate number (the trial number without fidelity)."""
+        return self.trial if self.candidate is None else self.candidate
+
+    @property
+    def full_budget(self) -> bool:
+        """A search evaluation at the full budget (every evaluation without fidelity)."""
+        return self.phase == "search" and (
+            self.budget is None or (isinstance(self.budget, int | float) and self.budget >= 1 - 1e-9)
+        )
 
     def values(self, objectives: Sequence[Objective]) -> tuple[float, ...] | None:
         """The objective values in order, or None for a failed or incomplete trial."""
@@ -73,7 +99,11 @@ class TrialRecord:
         return tuple(out)
 
     def to_json(self) -> dict:
-        return attrs.asdict(self)
+        data = attrs.asdict(self)
+        if self.budget is None and self.phase == "search":
+            for key in ("budget", "rung", "candidate", "phase"):
+                data.pop(key)
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TrialRecord:
@@ -307,7 +337,10 @@ class ResultStore:
                 except OSError:
                     pass
 
-    def append(self, record: TrialRecord) -> None:
+    def append(self, record: TrialRecord, sync: bool = True) -> None:
+        """Append ``record``, flushed; fsynced too unless ``sync`` is False (the search
+        loop fsyncs at most once a second: an fsync costs milliseconds, as much as the
+        rest of the loop's work for an instant trial; see :meth:`sync`)."""
         if not self.writes:
             return
         os.makedirs(self.output_dir, exist_ok=True)
@@ -318,7 +351,17 @@ class ResultStore:
                 line = "\n" + line
             fh.write((line + "\n").encode("utf-8"))
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
+
+    def sync(self) -> None:
+        """fsync ``trials.jsonl`` (records appended with ``sync=False`` reach the disk)."""
+        if os.path.exists(self.trials_path):
+            fd = os.open(self.trials_path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         if not self.writes:

@@ -147,3 +147,18 @@ def test_console_script_is_installed():
     exe = shutil.which("autokd") or str(__import__("pathlib").Path(sys.executable).parent / "autokd")
     result = subprocess.run([exe, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "run" in result.stdout and "report" in result.stdout
+
+
+def test_fidelity_with_a_budget_less_train_function_exits_2_before_any_training(project):
+    fidelity = "    seed: 1\n    fidelity: {schedule: successive_halving, min_fraction: 0.5, eta: 2}"
+    (project / "sh.yaml").write_text(CONFIG.replace("    seed: 1", fidelity))
+    result = autokd("run", "sh.yaml", "--output-dir", "out", cwd=project)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "auto_distillation.search.fidelity: the train function train takes no `budget` parameter" in result.stderr
+    assert not (project / "out" / "trials.jsonl").exists()
+    (project / "userfuncs.py").write_text(USER_MODULE.replace("def train(model):", "def train(model, budget):"))
+    result = autokd("run", "sh.yaml", "--output-dir", "out", "--no-progress", cwd=project)
+    assert result.returncode == 0, result.stderr
+    trials = [json.loads(line) for line in (project / "out" / "trials.jsonl").read_text().splitlines()]
+    # 3 candidates at half the steps, the best one (3 // 2) continued to the full budget
+    assert [(t["rung"], t["budget"]) for t in trials] == [(0, 0.5)] * 3 + [(1, 1.0)]

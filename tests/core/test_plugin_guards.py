@@ -133,7 +133,7 @@ def test_a_misspelt_hook_is_reported_by_pluggys_check_pending(site):
     assert messages(caught) == [
         "plugin 'typo' (distribution 'autokd-typo') implements unknown hooks 'registre_losses' (did you mean "
         "'register_losses'?); known: ['register_advisors', 'register_model_builders', 'register_criteria', "
-        "'register_losses', 'register_trainers', 'register_evaluators'] "
+        "'register_losses', 'register_trainers', 'register_evaluators', 'register_executors'] "
         "(set AUTOKD_STRICT_PLUGINS=1 to make this an error)"
     ]
     assert "Hinge" not in reg.losses
