@@ -267,6 +267,7 @@ class Distiller:
         self._model = None
         self._variables: list = []
         self._block_count = 0
+        self._trace_error: Exception | None = None
 
     def _block_variables(self) -> list:
         if self.stage.block_name is None:
@@ -365,10 +366,12 @@ class Distiller:
             if loss_scaled:
                 gradients = optimizer.get_unscaled_gradients(gradients)
             if all(g is None for g in gradients[: self._block_count]):
-                raise ConfigError(
+                # kept to be raised as it is: Keras' traced train function wraps it
+                self._trace_error = ConfigError(
                     f"{self.name}: no trained variable affects this stage's loss: the features it distils do not "
                     f"depend on block {self.stage.block_name!r}"
                 )
+                raise self._trace_error
             if accumulation > 1:
                 gradients = [None if g is None else tf.convert_to_tensor(g) for g in gradients]
             summed = (
@@ -396,9 +399,15 @@ class Distiller:
         losses: list[float] = []
         if steps > 0:
             recorder = _LossRecorder(self.name, self.steps_done)
-            self._model.fit(
-                self._fit_data(), steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[recorder, *self.callbacks]
-            )
+            self._trace_error = None
+            try:
+                self._model.fit(
+                    self._fit_data(), steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[recorder, *self.callbacks]
+                )
+            except Exception:
+                if self._trace_error is not None:
+                    raise self._trace_error from None
+                raise
             losses = recorder.losses
         self.steps_done += len(losses)
         after = weights_fingerprint(self.student)
