@@ -133,3 +133,42 @@ def test_the_cache_turns_off_with_the_reason(tf, caplog):
         "teacher_cache"
     ]
     assert record["reason"] == "disabled by train.teacher_cache.enabled: false"
+
+
+def test_continued_and_accumulated_stages_look_up_only_the_batches_they_train(tf):
+    import types
+
+    from autokd_tensorflow import distill, engine_settings
+    from autokd_tensorflow.teacher import TeacherForward
+
+    teacher = mlp(tf, 12, "t", 0)
+    settings = engine_settings(types.SimpleNamespace(gradient_accumulation_steps=2))
+    stage = Stage(None, (), ("CE", "KL"), (0.5, 0.5), False, 4, 2.0)
+    live_student, cached_student = mlp(tf, 4, "s", 1), mlp(tf, 4, "s", 1)
+    (live,) = distill(live_student, teacher, [], [stage], data(40), batch_size=8, budget=1.0, settings=settings)
+    forward = TeacherForward(teacher, cache=True)
+    x, y = data(40)
+    losses = []
+    for _ in range(2):
+        cached: list = []
+        record = trial(
+            lambda c=cached: c.extend(
+                distill(
+                    cached_student,
+                    teacher,
+                    [],
+                    [stage],
+                    (x, y),
+                    batch_size=8,
+                    budget=0.5,
+                    settings=settings,
+                    teacher_forward=forward,
+                )
+            )
+        )
+        # 2 optimizer steps of 2 micro-batches of 8: only those 32 examples are looked up
+        assert (record["teacher_cache"]["hits"], record["teacher_cache"]["misses"]) == (32, 0)
+        losses += cached[0].losses
+    np.testing.assert_allclose(losses, live.losses, rtol=1e-5)
+    for a, b in zip(cached_student.weights, live_student.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)

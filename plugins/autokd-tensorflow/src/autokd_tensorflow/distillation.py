@@ -254,7 +254,7 @@ class Distiller:
         self.dataset = as_dataset(train_data, batch_size, "train_dataset")
         self.batch_size = batch_size
         self.teacher_forward = teacher_forward
-        self._cached_data = None  # the batches with the teacher's stored outputs, when the cache serves
+        self._cached_data = None  # batches(skip, k) with the teacher's stored outputs, when the cache serves
         self.optimizer_spec = optimizer
         self.learning_rate = learning_rate
         self.criterion = criterion if criterion is not None else make_criterion(stage, name)
@@ -387,7 +387,9 @@ class Distiller:
         """The stage's batches from where the last call stopped; with gradient
         accumulation, ``k`` consecutive batches per optimizer step."""
         k = self.settings.accumulation
-        data = (self.dataset if self._cached_data is None else self._cached_data).repeat()
+        if self._cached_data is not None:
+            return self._cached_data(self.steps_done * k, k)
+        data = self.dataset.repeat()
         if self.steps_done:
             data = data.skip(self.steps_done * k)
         if k > 1:
@@ -576,8 +578,10 @@ def _distill(
     results = []
     for (name, stage), fraction in zip(stages, fractions):
         entry = state.get(name)
-        if entry is None or entry[0].stage != stage or entry[2] is not train_data:
-            entry = state[name] = [distiller(name, stage), 0.0, train_data]
+        if entry is None or entry[0].stage != stage:
+            # continued on the data of its first budget (a rung's data is a new object each call
+            # when it is built per call; the examples are the same)
+            entry = state[name] = [distiller(name, stage), 0.0]
         stage_distiller, done = entry[0], entry[1]
         stage_distiller.bind(student)
         stage_distiller.callbacks = list(callbacks or ())

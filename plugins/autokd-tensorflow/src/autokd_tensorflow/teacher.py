@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from autokd import AutoKDError
@@ -266,11 +266,12 @@ class TeacherForward:
         store.flush()
         log.info("teacher cache: filled %d examples for %s", len(todo), [str(k) for k in keys])
 
-    def stage_dataset(self, criterion: Any, batch_size: int) -> tf.data.Dataset | None:
-        """The stage's batches with the stored teacher outputs, as dicts ``{'inputs',
-        'labels' (when the data has them), 'teacher': one tensor per key, 'teacher_hit':
-        whether every example of the batch was stored}``; None when the cache does not
-        serve the stage."""
+    def stage_dataset(self, criterion: Any, batch_size: int) -> Callable[[int, int], tf.data.Dataset] | None:
+        """Fill the stage's outputs, and return ``batches(skip, accumulation)``: the
+        stage's endless batches from batch ``skip`` on, as dicts ``{'inputs', 'labels'
+        (when the data has them), 'teacher': one tensor per key, 'teacher_hit': whether
+        every example of the batch was stored}`` (with ``accumulation`` > 1, tuples of that
+        many consecutive batches); None when the cache does not serve the stage."""
         keys = self.stage_keys(criterion)
         if keys is None:
             return None
@@ -293,19 +294,33 @@ class TeacherForward:
             return [np.zeros((len(indices), *s), d.as_numpy_dtype) for s, d in zip(shapes, dtypes)] + [np.bool_(False)]
 
         def with_teacher(batch):
+            batch = dict(batch)
             *values, hit = tf.numpy_function(lookup, [batch.pop("index")], [*dtypes, tf.bool], stateful=True)
             for value, shape in zip(values, shapes):
                 value.set_shape((None, *shape))
             hit.set_shape(())
             return {**batch, "teacher": tuple(values), "teacher_hit": hit}
 
-        dataset = tf.data.Dataset.from_tensor_slices(element).batch(batch_size).map(with_teacher)
         options = tf.data.Options()
         # no read-ahead: each batch is looked up when the step takes it, so the hit and
         # miss counts are the steps' own
         options.experimental_optimization.inject_prefetch = False
         options.autotune.enabled = False
-        return dataset.with_options(options)
+
+        def batches(skip: int = 0, accumulation: int = 1) -> tf.data.Dataset:
+            # skipped and sharded before the lookup: only the batches a step takes are looked up
+            base = tf.data.Dataset.from_tensor_slices(element).batch(batch_size).repeat()
+            if skip:
+                base = base.skip(skip)
+            if accumulation > 1:
+                data = tf.data.Dataset.zip(
+                    tuple(base.shard(accumulation, i).map(with_teacher) for i in range(accumulation))
+                )
+            else:
+                data = base.map(with_teacher)
+            return data.with_options(options)
+
+        return batches
 
     def step_outputs(self, criterion: Any, batch: Mapping) -> tuple[Any, list]:
         """The teacher's output and features for one cached batch inside the training
