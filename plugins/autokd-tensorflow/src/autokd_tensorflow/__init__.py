@@ -42,6 +42,7 @@ _EXPORTS = {
     "load_model": "loading",
     "load_safetensors_model": "loading",
     "evaluate": "evaluation",
+    "initialize_from_teacher": "init_from_teacher",
     "as_dataset": "data",
     "TeacherForward": "teacher",
     "engine_settings": "engine",
@@ -61,6 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .distillation import Distiller, Scheduler, StageResult, distill, make_optimizer
     from .engine import engine_settings
     from .evaluation import evaluate
+    from .init_from_teacher import initialize_from_teacher
     from .features import FeatureExtractor
     from .loading import load_model, load_safetensors_model
     from .optimization import TFOptimization
