@@ -100,6 +100,7 @@ def test_a_mirrored_strategy_trains_as_without_one(tf):
         ),
         ({"lr_scheduler": {"type": "linear", "warmup_ratio": 1.5}}, r"train.lr_scheduler.warmup_ratio: a share"),
         ({"device": "tpu"}, "train.device: 'tpu' is not a device TensorFlow places work on"),
+        ({"lr_scheduler": {"type": "polynomial"}}, r"use one of \['constant', 'linear', 'cosine'\]"),
     ],
 )
 def test_settings_the_backend_cannot_honour_are_refused_with_the_reason(tf, values, message):
@@ -121,6 +122,11 @@ def test_the_settings_come_from_the_train_section_with_defaults():
     assert settings.policy == "mixed_bfloat16" and settings.accumulation == 4
     assert settings.record(8)["effective_batch_size"] == 32
     assert settings.record(8)["lr_scheduler"] == {"type": "cosine", "warmup_ratio": None, "warmup_steps": 2}
+    # the core's default schedule (a constant rate, no warm-up) leaves the optimizer's rate alone
+    constant = types.SimpleNamespace(type="constant", warmup_ratio=None, warmup_steps=None)
+    assert train_settings(lr_scheduler=constant).schedule is None
+    warm = types.SimpleNamespace(type="constant_with_warmup", warmup_ratio=None, warmup_steps=3)
+    assert train_settings(lr_scheduler=warm).schedule == ("constant", None, 3)
 
 
 def _transformers_factor(kind, step, warmup, total):

@@ -123,6 +123,8 @@ def engine_settings(train: Any, field: str = "train") -> EngineSettings:
         if isinstance(schedule, str):
             schedule = {"type": schedule}
         kind = _field(schedule, "type", "linear")
+        if kind == "constant_with_warmup":  # transformers' name of a constant rate after a warm-up
+            kind = "constant"
         if kind not in SCHEDULES:
             raise ConfigError(
                 f"{where}.type: {kind!r} is not a schedule the TensorFlow backend has; use one of {list(SCHEDULES)}"
@@ -136,7 +138,8 @@ def engine_settings(train: Any, field: str = "train") -> EngineSettings:
                 raise ConfigError(f"{where}.warmup_ratio: a share of the stage's steps in [0, 1], got {ratio!r}")
         if steps is not None:
             steps = _number(steps, f"{where}.warmup_steps", int, 0)
-        schedule = (kind, ratio, steps)
+        # a constant rate without warm-up is the optimizer's own (the core's default schedule)
+        schedule = None if kind == "constant" and not ratio and not steps else (kind, ratio, steps)
     return EngineSettings(policy, accumulation, max_grad_norm, schedule)
 
 
