@@ -2,7 +2,7 @@
 all-MiniLM-L6-v2 teacher (22.7M parameters) and a 3-layer, hidden-128 BERT student,
 batches of 32 utterances padded to their longest.
 
-    python benchmarks/teacher_cache.py [--steps 12] [--rounds 3] [--search-flash-steps 10]
+    python benchmarks/teacher_cache.py [--framework pytorch|tensorflow] [--steps 12] [--rounds 3] [--search-flash-steps 10]
                                        [--search-regular-steps 40] [--no-search] [--threads N]
 
 1. Time per distillation step, live teacher vs warm cache, side by side: a flash stage
@@ -22,6 +22,21 @@ The machine is shared and noisy: compare figures from the same run only.
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__" and any(
+    arg in ("--framework=tensorflow", "tensorflow") and (arg != "tensorflow" or prev == "--framework")
+    for prev, arg in zip(["", *sys.argv[1:]], sys.argv[1:])
+):
+    # the TensorFlow pair (benchmarks/teacher_cache_tf.py) needs no torch: run it before importing torch
+    import os as _os
+
+    sys.path.insert(0, _os.path.dirname(_os.path.abspath(__file__)))
+    import teacher_cache_tf
+
+    teacher_cache_tf.main()
+    sys.exit(0)
+
 import argparse
 import copy
 import itertools
@@ -31,9 +46,8 @@ import statistics
 import tempfile
 import time
 
-import torch
-
 import autokd
+import torch
 from autokd_minilm.task import (
     DEFAULT_CONFIG,
     build_student,
@@ -256,6 +270,8 @@ def search_benchmark(flash_steps: int, regular_steps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--framework", choices=["pytorch", "tensorflow"], default="pytorch",
+                        help="tensorflow: the TF backend's cache (benchmarks/teacher_cache_tf.py)")
     parser.add_argument("--steps", type=int, default=12, help="steps per timed run (the first is not timed)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--search-flash-steps", type=int, default=10)

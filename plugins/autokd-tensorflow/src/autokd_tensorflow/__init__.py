@@ -6,8 +6,10 @@
 - criteria :class:`KnowledgeDistillationLoss` and
   :class:`IntermediateLayersKnowledgeDistillationLoss`, losses ``MSE``, ``L1``, ``KL``,
   ``CE`` (:mod:`autokd_tensorflow.losses`);
-- flash then regular distillation: :class:`Distiller`, :class:`Scheduler`,
-  :func:`distill`;
+- flash then regular distillation through Keras ``fit``: :class:`Distiller`,
+  :class:`Scheduler`, :func:`distill` (with budgets that continue a candidate's stages),
+  the engine settings of ``train`` (:func:`engine_settings`), the teacher-output cache
+  (:class:`TeacherForward`) and the criterion contract (:class:`DistillationCriterion`);
 - the transformers TF model builder, the safetensors teacher loader, evaluation.
 
 Importing the package does not import TensorFlow; the names below load their modules on
@@ -27,6 +29,7 @@ _EXPORTS = {
     "AutoDistillationConfig": "config",
     "TFDistillationConfig": "config",
     "metrics": None,
+    "DistillationCriterion": "contract",
     "KnowledgeDistillationLoss": "criteria",
     "IntermediateLayersKnowledgeDistillationLoss": "criteria",
     "Distiller": "distillation",
@@ -39,7 +42,10 @@ _EXPORTS = {
     "load_model": "loading",
     "load_safetensors_model": "loading",
     "evaluate": "evaluation",
+    "initialize_from_teacher": "init_from_teacher",
     "as_dataset": "data",
+    "TeacherForward": "teacher",
+    "engine_settings": "engine",
     "TensorFlowBackend": "backend",
 }
 
@@ -50,13 +56,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from .backend import TensorFlowBackend
     from .builders import build_transformers_model
     from .config import AutoDistillationConfig, TFDistillationConfig
+    from .contract import DistillationCriterion
     from .criteria import IntermediateLayersKnowledgeDistillationLoss, KnowledgeDistillationLoss
     from .data import as_dataset
     from .distillation import Distiller, Scheduler, StageResult, distill, make_optimizer
+    from .engine import engine_settings
     from .evaluation import evaluate
+    from .init_from_teacher import initialize_from_teacher
     from .features import FeatureExtractor
     from .loading import load_model, load_safetensors_model
     from .optimization import TFOptimization
+    from .teacher import TeacherForward
 
 
 def __getattr__(name: str) -> Any:

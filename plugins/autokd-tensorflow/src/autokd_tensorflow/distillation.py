@@ -1,34 +1,57 @@
-"""Flash and regular distillation of a Keras student, stage by stage.
+"""Flash and regular distillation of a Keras student, stage by stage, trained by Keras.
 
 A :class:`Distiller` trains one :class:`autokd.Stage`: its criterion
 (``KnowledgeDistillationLoss`` when the stage has no layer mappings,
 ``IntermediateLayersKnowledgeDistillationLoss`` when it has), for its ``train_steps``
-optimizer steps, in a ``tf.function`` training step that updates only the variables of
-the stage's block (the whole student when the stage names none) and the feature
-matchers. A :class:`Scheduler` runs distillers one after the other on the same student,
-so the regular stage continues from the flash-distilled weights.
+optimizer steps, through ``keras.Model.fit`` on a small Keras model whose custom
+``train_step`` updates only the variables of the stage's block (the whole student when
+the stage names none) and the feature matchers. Because a stage is a Keras ``fit``,
+Keras callbacks (``TensorBoard``, ``EarlyStopping``, your own: each step's ``logs`` hold
+the stage's ``loss``) and the student's ``tf.distribute`` strategy (build the student
+and the teacher under ``MirroredStrategy().scope()``) apply. The engine settings
+(:mod:`autokd_tensorflow.engine`: mixed precision, gradient accumulation, global-norm
+clipping, learning-rate schedules) shape the optimizer and the step.
+
+A :class:`Scheduler` runs distillers one after the other on the same student, so the
+regular stage continues from the flash-distilled weights. :func:`distill` with a
+``budget`` (multi-fidelity search, issue #15) trains each stage for its share of the
+steps and keeps the stage's optimizer, step counter and data position per student
+object (weakly), so the next budget continues where the last one stopped.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
-
-from autokd import ConfigError, Stage
+from autokd import ConfigError, Stage, record_extra
+from autokd.fidelity import stage_fractions, stage_steps
 
 from . import _tf
+
+# isort: split
+import numpy as np
+import tensorflow as tf
+
 from .criteria import IntermediateLayersKnowledgeDistillationLoss, KnowledgeDistillationLoss
 from .data import as_dataset, split_batch
+from .engine import EngineSettings, scheduled_learning_rate
 from .features import resolve_layer
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-__all__ = ["Distiller", "Scheduler", "StageResult", "make_optimizer", "make_criterion", "distill", "weights_fingerprint"]
+__all__ = [
+    "Distiller",
+    "Scheduler",
+    "StageResult",
+    "distill",
+    "make_criterion",
+    "make_optimizer",
+    "weights_fingerprint",
+]
 
 log = logging.getLogger("autokd.tensorflow")
 
@@ -48,12 +71,14 @@ class StageResult:
     weights_before: float
     weights_after: float
     traces: int = 0  # Python runs of the step: 1 when a tf.function traced it once, one per step eagerly
+    steps_done: int = 0  # the stage's optimizer steps so far on this student, earlier budgets included
 
     def to_dict(self) -> dict:
         return {
             "name": self.name,
             "block_name": self.block_name,
             "train_steps": self.train_steps,
+            "steps_done": self.steps_done,
             "first_loss": self.losses[0] if self.losses else None,
             "last_loss": self.losses[-1] if self.losses else None,
             "trained_variables": self.trained_variables,
@@ -65,14 +90,47 @@ def weights_fingerprint(model: Any) -> float:
     return float(sum(np.abs(w.numpy()).astype(np.float64).sum() for w in model.weights))
 
 
-def make_optimizer(spec: Any = None, learning_rate: float | None = None, field: str = "train.optimizer"):
+def make_optimizer(
+    spec: Any = None,
+    learning_rate: float | None = None,
+    field: str = "train.optimizer",
+    *,
+    settings: EngineSettings | None = None,
+    total_steps: int | None = None,
+):
     """A fresh tf-keras optimizer.
 
     :param spec: ``{name: {arguments}}`` as in the config (``{'SGD': {'learning_rate':
         0.001}}``), a tf-keras optimizer (a fresh copy of it is made: an optimizer is
         bound to the variables it first trains), or a callable returning one.
     :param learning_rate: overrides the spec's learning rate.
+    :param settings: engine settings: ``max_grad_norm`` becomes the optimizer's
+        ``global_clipnorm``, ``lr_scheduler`` a schedule over ``total_steps`` steps, and
+        ``mixed_float16`` wraps it in a ``LossScaleOptimizer``.
     """
+    optimizer = _base_optimizer(spec, learning_rate, field)
+    if settings is None:
+        return optimizer
+    config = optimizer.get_config()
+    if settings.schedule is not None:
+        base = config.get("learning_rate")
+        if isinstance(base, np.generic):
+            base = base.item()
+        if not isinstance(base, int | float):
+            raise ConfigError(
+                f"train.lr_scheduler: the optimizer already has a learning-rate schedule ({base!r}); give it a "
+                f"constant learning rate, or drop train.lr_scheduler"
+            )
+        config["learning_rate"] = scheduled_learning_rate(settings, float(base), int(total_steps or 0))
+    if settings.max_grad_norm is not None:
+        config.update(global_clipnorm=settings.max_grad_norm, clipnorm=None, clipvalue=None)
+    optimizer = type(optimizer).from_config(config)
+    if settings.policy == "mixed_float16":
+        optimizer = _tf.keras().mixed_precision.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def _base_optimizer(spec: Any, learning_rate: float | None, field: str):
     keras = _tf.keras()
     if spec is None:
         spec = {"Adam": {}}
@@ -85,7 +143,7 @@ def make_optimizer(spec: Any = None, learning_rate: float | None = None, field: 
         return spec()
     if not isinstance(spec, Mapping) or len(spec) != 1:
         raise ConfigError(f"{field}: name exactly one optimizer, e.g. {{SGD: {{learning_rate: 0.001}}}}, got {spec!r}")
-    (name, args), = spec.items()
+    ((name, args),) = spec.items()
     args = dict(args or {})
     if "lr" in args:
         args["learning_rate"] = args.pop("lr")
@@ -110,6 +168,42 @@ def make_criterion(stage: Stage, field: str = ""):
     return KnowledgeDistillationLoss(stage.temperature, stage.loss_types, stage.loss_weights, field=field)
 
 
+def _stage_model(train_step: Any, name: str):
+    """A Keras model whose ``fit`` runs ``train_step``: it holds no layers of its own
+    (the student is reached through the criterion), so Keras' fit loop, callbacks and
+    distribution strategy drive a step that Keras' compiled loss could not express."""
+    keras = _tf.keras()
+
+    class StageModel(keras.Model):
+        def __init__(self):
+            super().__init__(name=name)
+            self._autokd_train_step = train_step
+
+        def train_step(self, data):
+            return self._autokd_train_step(data)
+
+        def call(self, inputs, training=None):  # pragma: no cover - fit only
+            raise NotImplementedError("a distillation stage is trained with fit(), not called")
+
+    return StageModel()
+
+
+class _LossRecorder(_tf.keras().callbacks.Callback):
+    """Keeps each step's loss of a stage; a non-finite loss stops the stage with an error."""
+
+    def __init__(self, name: str, first_step: int):
+        super().__init__()
+        self.name = name
+        self.first_step = first_step
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        value = float((logs or {}).get("loss", float("nan")))
+        if not math.isfinite(value):
+            raise FloatingPointError(f"{self.name}: the loss is {value} at step {self.first_step + len(self.losses)}")
+        self.losses.append(value)
+
+
 class Distiller:
     """Trains ``student`` on one stage.
 
@@ -125,6 +219,14 @@ class Distiller:
     :param run_eagerly: run the training step eagerly instead of in a ``tf.function``
         (for debugging; tracing a transformers model takes seconds, then each step is
         far faster than in eager mode).
+    :param callbacks: Keras callbacks given to the stage's ``fit``.
+    :param settings: the engine settings (:func:`autokd_tensorflow.engine.engine_settings`).
+    :param teacher_forward: a :class:`~autokd_tensorflow.teacher.TeacherForward` whose
+        cache serves the teacher's outputs (prepared for ``train_data``), or None.
+
+    Calling the distiller trains ``stage.train_steps`` steps, or ``steps`` more: a second
+    call continues the same optimizer (its ``iterations``), learning-rate schedule and
+    position in the data (:attr:`steps_done`).
     """
 
     def __init__(
@@ -139,6 +241,9 @@ class Distiller:
         learning_rate: float | None = None,
         name: str = "stage",
         run_eagerly: bool = False,
+        callbacks: Sequence = (),
+        settings: EngineSettings | None = None,
+        teacher_forward: Any = None,
     ):
         _tf.check_keras2_model(student, "student")
         _tf.check_keras2_model(teacher, "teacher")
@@ -147,11 +252,22 @@ class Distiller:
         self.stage = stage
         self.name = name
         self.dataset = as_dataset(train_data, batch_size, "train_dataset")
+        self.batch_size = batch_size
+        self.teacher_forward = teacher_forward
+        self._cached_data = None  # batches(skip, k) with the teacher's stored outputs, when the cache serves
         self.optimizer_spec = optimizer
         self.learning_rate = learning_rate
         self.criterion = criterion if criterion is not None else make_criterion(stage, name)
         self.run_eagerly = run_eagerly
+        self.callbacks = list(callbacks or ())
+        self.settings = settings or EngineSettings()
         self.trace_count = 0
+        self.steps_done = 0
+        self.optimizer = None
+        self._model = None
+        self._variables: list = []
+        self._block_count = 0
+        self._trace_error: Exception | None = None
 
     def _block_variables(self) -> list:
         if self.stage.block_name is None:
@@ -167,17 +283,31 @@ class Distiller:
             raise ConfigError(f"{self.name}.block_names: block {self.stage.block_name!r} has no trainable variables")
         return variables
 
-    def __call__(self) -> StageResult:
+    def bind(self, student: Any) -> None:
+        """Train ``student`` (the same object as before) on the next call."""
+        self.student = student
+
+    def release(self) -> None:
+        """Drop the references to the student between calls (the state kept per student
+        object must not keep it alive)."""
+        self.student = None
+        self.criterion.student_model = None
+
+    def __call__(self, steps: int | None = None) -> StageResult:
+        steps = self.stage.train_steps if steps is None else int(steps)
         criterion = self.criterion
         criterion.attach(self.student, self.teacher)
         try:
-            return self._train(criterion)
+            strategy = getattr(self.student, "distribute_strategy", None) or tf.distribute.get_strategy()
+            with strategy.scope():
+                if self._model is None:
+                    self._setup(criterion)
+            return self._train(steps)
         finally:
             criterion.detach()
 
-    def _train(self, criterion) -> StageResult:
-        batches = iter(self.dataset.repeat())
-        first = next(batches, None)
+    def _setup(self, criterion) -> None:
+        first = next(iter(self.dataset.take(1)), None)
         if first is None:
             raise ConfigError(f"{self.name}: the training data is empty")
         # One eager pass first: the feature matchers take their sizes from real features,
@@ -188,49 +318,113 @@ class Distiller:
         criterion.build(s_feats, t_feats)
 
         block_variables = self._block_variables()
-        variables = block_variables + list(criterion.trainable_variables)
-        optimizer = make_optimizer(self.optimizer_spec, self.learning_rate)
+        self._block_count = len(block_variables)
+        self._variables = block_variables + list(criterion.trainable_variables)
+        optimizer = make_optimizer(
+            self.optimizer_spec, self.learning_rate, settings=self.settings, total_steps=self.stage.train_steps
+        )
         # Slot variables made now, not on the first call: a tf.function that creates
         # variables is traced twice, and tracing dominates short stages.
-        if hasattr(optimizer, "build"):
-            optimizer.build(variables)
-        name = self.name
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        if hasattr(inner, "build"):
+            inner.build(self._variables)
+        self.optimizer = optimizer
+        if self.teacher_forward is not None:
+            self._cached_data = self.teacher_forward.stage_dataset(criterion, self.batch_size)
+        model_name = re.sub(r"\W+", "_", self.name).strip("_") or "stage"
+        self._model = _stage_model(self._train_step, model_name)
+        self._model.compile(optimizer=optimizer, run_eagerly=self.run_eagerly)
 
-        def train_step(inputs, labels):
-            self.trace_count += 1  # Python side effect: counts traces under tf.function
-            teacher_output, teacher_features = criterion.forward_teacher(inputs)
+    def _train_step(self, data):
+        self.trace_count += 1  # Python side effect: counts traces under tf.function
+        criterion, variables, optimizer = self.criterion, self._variables, self.optimizer
+        accumulation = self.settings.accumulation
+        micro_batches = tuple(data) if accumulation > 1 else (data,)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        loss_scaled = hasattr(optimizer, "get_scaled_loss")
+        summed = None
+        total = tf.constant(0.0)
+        for batch in micro_batches:
+            if self._cached_data is not None:
+                inputs, labels = batch["inputs"], batch.get("labels")
+                teacher_output, teacher_features = self.teacher_forward.step_outputs(criterion, batch)
+            else:
+                inputs, labels = split_batch(batch)
+                teacher_output, teacher_features = criterion.forward_teacher(inputs)
             with tf.GradientTape() as tape:
                 student_output, student_features = criterion.forward_student(inputs, training=True)
-                loss = criterion.compute(student_output, student_features, teacher_output, teacher_features, labels)
-            gradients = tape.gradient(loss, variables)
-            pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
-            if all(g is None for g in gradients[: len(block_variables)]):
-                raise ConfigError(
-                    f"{name}: no trained variable affects this stage's loss: the features it distils do not depend "
-                    f"on block {self.stage.block_name!r}"
+                loss = tf.cast(
+                    criterion.compute(student_output, student_features, teacher_output, teacher_features, labels),
+                    tf.float32,
                 )
-            optimizer.apply_gradients(pairs)
-            return loss
+                # Gradients of the mean over every micro-batch and replica: the optimizer
+                # sums the replicas' gradients.
+                scaled = loss / float(accumulation * replicas)
+                if loss_scaled:
+                    scaled = optimizer.get_scaled_loss(scaled)
+            gradients = tape.gradient(scaled, variables)
+            if loss_scaled:
+                gradients = optimizer.get_unscaled_gradients(gradients)
+            if all(g is None for g in gradients[: self._block_count]):
+                # kept to be raised as it is: Keras' traced train function wraps it
+                self._trace_error = ConfigError(
+                    f"{self.name}: no trained variable affects this stage's loss: the features it distils do not "
+                    f"depend on block {self.stage.block_name!r}"
+                )
+                raise self._trace_error
+            if accumulation > 1:
+                gradients = [None if g is None else tf.convert_to_tensor(g) for g in gradients]
+            summed = (
+                gradients
+                if summed is None
+                else [b if a is None else a if b is None else a + b for a, b in zip(summed, gradients)]
+            )
+            total += loss / float(accumulation)
+        optimizer.apply_gradients([(g, v) for g, v in zip(summed, variables) if g is not None])
+        return {"loss": total}
 
-        if not self.run_eagerly:
-            train_step = tf.function(train_step, reduce_retracing=True, autograph=False)
+    def _fit_data(self):
+        """The stage's batches from where the last call stopped; with gradient
+        accumulation, ``k`` consecutive batches per optimizer step."""
+        k = self.settings.accumulation
+        if self._cached_data is not None:
+            return self._cached_data(self.steps_done * k, k)
+        data = self.dataset.repeat()
+        if self.steps_done:
+            data = data.skip(self.steps_done * k)
+        if k > 1:
+            data = tf.data.Dataset.zip(tuple(data.shard(k, i) for i in range(k)))
+        return data
 
+    def _train(self, steps: int) -> StageResult:
         before = weights_fingerprint(self.student)
         losses: list[float] = []
-        batch = first
-        for step in range(self.stage.train_steps):
-            if step:
-                batch = next(batches)
-            inputs, labels = split_batch(batch)
-            value = float(train_step(inputs, labels))
-            if not math.isfinite(value):
-                raise FloatingPointError(f"{name}: the loss is {value} at step {step}")
-            losses.append(value)
+        if steps > 0:
+            recorder = _LossRecorder(self.name, self.steps_done)
+            self._trace_error = None
+            try:
+                self._model.fit(
+                    self._fit_data(), steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[recorder, *self.callbacks]
+                )
+            except Exception:
+                if self._trace_error is not None:
+                    raise self._trace_error from None
+                raise
+            losses = recorder.losses
+        self.steps_done += len(losses)
         after = weights_fingerprint(self.student)
-        log.debug("%s: %d steps, loss %.4g -> %.4g", name, len(losses), losses[0], losses[-1])
+        if losses:
+            log.debug("%s: %d steps, loss %.4g -> %.4g", self.name, len(losses), losses[0], losses[-1])
         return StageResult(
-            name, self.stage.block_name, self.stage.train_steps, losses, len(variables), before, after,
+            self.name,
+            self.stage.block_name,
+            len(losses),
+            losses,
+            len(self._variables),
+            before,
+            after,
             self.trace_count,
+            self.steps_done,
         )
 
 
@@ -251,6 +445,19 @@ class Scheduler:
         return self.distillers[-1].student if self.distillers else None
 
 
+def _stages(flash_stages: Sequence[Stage], regular_stages: Sequence[Stage]) -> list[tuple[str, Stage]]:
+    return [
+        (f"{kind}[{i}]", stage)
+        for kind, stages in (("flash_distillation", flash_stages), ("regular_distillation", regular_stages))
+        for i, stage in enumerate(stages)
+    ]
+
+
+# Per student object: its distillers (optimizer, step counter, data position) by stage
+# name, and the budget each has trained, so the next budget continues them.
+_CONTINUED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def distill(
     student: Any,
     teacher: Any,
@@ -261,20 +468,126 @@ def distill(
     batch_size: int = 32,
     learning_rate: float | None = None,
     run_eagerly: bool = False,
+    *,
+    budget: float | Sequence[float] | None = None,
+    callbacks: Sequence = (),
+    settings: EngineSettings | None = None,
+    teacher_forward: Any = None,
 ) -> list[StageResult]:
-    """Flash then regular distillation of ``student`` in place; the results per stage."""
-    if not flash_stages and not regular_stages:
+    """Flash then regular distillation of ``student`` in place; the results per stage.
+
+    :param budget: None: every stage trains its ``train_steps`` with a fresh optimizer.
+        A fraction of every stage's ``train_steps`` (or one fraction per stage, flash
+        then regular): each stage trains :func:`autokd.fidelity.stage_steps` more steps,
+        continuing the optimizer, step counter and data position it reached on this
+        student object in an earlier call (so 1/3 then 2/3 trains as 1 does).
+    :param callbacks: Keras callbacks given to every stage's ``fit``.
+    :param settings: engine settings (:func:`autokd_tensorflow.engine.engine_settings`).
+    :param teacher_forward: a :class:`~autokd_tensorflow.teacher.TeacherForward` (the
+        teacher-output cache) shared by the trials of a search; its record of this call
+        goes to the trial's ``extras.teacher_cache``.
+    """
+    if teacher_forward is None:
+        return _distill(
+            student,
+            teacher,
+            flash_stages,
+            regular_stages,
+            train_data,
+            optimizer,
+            batch_size,
+            learning_rate,
+            run_eagerly,
+            budget,
+            callbacks,
+            settings,
+            None,
+        )
+    teacher_forward.prepare(train_data)
+    try:
+        return _distill(
+            student,
+            teacher,
+            flash_stages,
+            regular_stages,
+            train_data,
+            optimizer,
+            batch_size,
+            learning_rate,
+            run_eagerly,
+            budget,
+            callbacks,
+            settings,
+            teacher_forward,
+        )
+    finally:
+        record_extra("teacher_cache", teacher_forward.finish())
+
+
+def _distill(
+    student,
+    teacher,
+    flash_stages,
+    regular_stages,
+    train_data,
+    optimizer,
+    batch_size,
+    learning_rate,
+    run_eagerly,
+    budget,
+    callbacks,
+    settings,
+    teacher_forward,
+) -> list[StageResult]:
+    stages = _stages(flash_stages, regular_stages)
+    if not stages:
         raise ConfigError(
             "flash_distillation / regular_distillation: no stage configured; configure at least one, "
             "or pass your own train_func"
         )
     dataset = as_dataset(train_data, batch_size, "train_dataset")
-    scheduler = Scheduler()
-    for kind, stages in (("flash_distillation", flash_stages), ("regular_distillation", regular_stages)):
-        for i, stage in enumerate(stages):
-            scheduler.combine(
-                Distiller(student, teacher, stage, dataset, optimizer, batch_size=batch_size,
-                          learning_rate=learning_rate, name=f"{kind}[{i}]", run_eagerly=run_eagerly)
-            )
-    scheduler()
-    return scheduler.results
+
+    def distiller(name: str, stage: Stage) -> Distiller:
+        return Distiller(
+            student,
+            teacher,
+            stage,
+            dataset,
+            optimizer,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            name=name,
+            run_eagerly=run_eagerly,
+            callbacks=callbacks,
+            settings=settings,
+            teacher_forward=teacher_forward,
+        )
+
+    if budget is None:
+        scheduler = Scheduler([distiller(name, stage) for name, stage in stages])
+        scheduler()
+        return scheduler.results
+
+    try:
+        fractions = stage_fractions(budget, len(stages))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"budget: {exc}") from None
+    if any(not math.isfinite(f) or f < 0 for f in fractions):
+        raise ConfigError(f"budget: fractions of the configured steps must be >= 0, got {budget!r}")
+    state = _CONTINUED.setdefault(student, {})
+    results = []
+    for (name, stage), fraction in zip(stages, fractions):
+        entry = state.get(name)
+        if entry is None or entry[0].stage != stage:
+            # continued on the data of its first budget (a rung's data is a new object each call
+            # when it is built per call; the examples are the same)
+            entry = state[name] = [distiller(name, stage), 0.0]
+        stage_distiller, done = entry[0], entry[1]
+        stage_distiller.bind(student)
+        stage_distiller.callbacks = list(callbacks or ())
+        try:
+            results.append(stage_distiller(stage_steps(stage.train_steps, done, fraction)))
+        finally:
+            stage_distiller.release()
+        entry[1] = done + fraction
+    return results

@@ -29,7 +29,9 @@ from autokd import AutoDistillation, ConfigError, record_extra
 from .builders import apply_arch, resolve_model_cls
 from .data import as_dataset, first_inputs
 from .distillation import distill, make_criterion
+from .engine import engine_settings, precision_policy
 from .evaluation import evaluate
+from .teacher import TeacherForward
 
 __all__ = ["TFOptimization"]
 
@@ -68,6 +70,8 @@ class TFOptimization:
         a config spec ``{'Adam': {'learning_rate': 1e-3}}``. Without it, stages use the
         config's ``train.optimizer`` with ``args.learning_rate`` (when set) as learning
         rate.
+    :param callbacks: Keras callbacks given to every stage's ``fit`` (``TensorBoard``,
+        ``EarlyStopping``, your own: each step's ``logs['loss']`` is the stage's loss).
     """
 
     def __init__(
@@ -78,8 +82,10 @@ class TFOptimization:
         eval_dataset: Any = None,
         compute_metrics: Callable | None = None,
         optimizer: Any = None,
+        callbacks: Any = None,
     ):
         self.model = model
+        self.callbacks = list(callbacks or ())
         self.args = args
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
@@ -125,8 +131,8 @@ class TFOptimization:
         teacher_model: Any,
         model_builder: Callable | None = None,
         model_cls: Any = None,
-        eval_func: Callable | None = None,
         train_func: Callable | None = None,
+        eval_func: Callable | None = None,
         resume: bool = False,
     ):
         """Search the student architecture; returns ``best_model_arch``.
@@ -139,10 +145,15 @@ class TFOptimization:
             builder makes ``model_cls`` students from ``self.model.config``.
         :param model_cls: the student class of the built-in builder, e.g.
             ``TFAutoModelForSequenceClassification``.
+        :param train_func: ``train_func(model) -> model`` (or ``train_func(model,
+            budget)`` in a multi-fidelity search); default: the configured flash then
+            regular distillation on ``train_dataset``.
         :param eval_func: ``eval_func(model) -> dict of metrics``; default: evaluation on
             ``eval_dataset``.
-        :param train_func: ``train_func(model) -> model``; default: the configured flash
-            then regular distillation on ``train_dataset``.
+
+        ``train_func`` and ``eval_func`` come in the order of autokd-torch's
+        ``Trainer.autodistillation``; the design's order (``eval_func`` first) works when
+        they are given by keyword, as the design's examples do.
 
         The agent stays at ``self.autodistillation_agent`` (its ``search_result`` and
         ``pareto_front``).
@@ -159,13 +170,26 @@ class TFOptimization:
             model_builder = functools.partial(self.model_builder_builtin, model_cls=model_cls)
         agent = AutoDistillation(model_builder, autodistillation_config, framework="tensorflow")
         config = agent.config
+        settings = engine_settings(config.train)  # refused settings stop the search before any trial
+        if settings.policy is not None:
+            build = agent.model_builder
+
+            def model_builder_in_policy(arch):
+                # a Keras layer takes its mixed-precision policy when it is made
+                with precision_policy(settings.policy):
+                    return build(arch)
+
+            agent.model_builder = model_builder_in_policy
         teacher = load_model(teacher_model, field="teacher_model") if train_func is None else teacher_model
 
         if train_func is None:
             if self.train_dataset is None:
                 raise ConfigError("train_dataset: the built-in train function needs TFOptimization(train_dataset=...)")
             validate_stages(config)
-            train_data = as_dataset(self.train_dataset, self.train_batch_size, "train_dataset")
+            train_data = self.train_dataset
+            if not isinstance(train_data, dict | tuple | list):  # arrays stay arrays: the teacher cache keys by example
+                train_data = as_dataset(train_data, self.train_batch_size, "train_dataset")
+            teacher_forward = TeacherForward(teacher, cache=config.train.teacher_cache, output_dir=self.output_dir)
             flash, regular = config.auto_distillation.flash_stages(), config.auto_distillation.regular_stages()
             if not flash and not regular:
                 raise ConfigError(
@@ -175,11 +199,24 @@ class TFOptimization:
             optimizer = self.optimizer if self.optimizer is not None else config.train.optimizer
             learning_rate = _arg(self.args, "learning_rate") if self.optimizer is None else None
 
-            def train_func_builtin(model):
-                results = distill(model, teacher, flash, regular, train_data, optimizer,
-                                  self.train_batch_size, learning_rate)
+            def train_func_builtin(model, budget=None):
+                results = distill(
+                    model,
+                    teacher,
+                    flash,
+                    regular,
+                    train_data,
+                    optimizer,
+                    self.train_batch_size,
+                    learning_rate,
+                    budget=budget,
+                    callbacks=self.callbacks,
+                    settings=settings,
+                    teacher_forward=teacher_forward,
+                )
                 self.stage_results = results
                 record_extra("distillation", [r.to_dict() for r in results])
+                record_extra("train", settings.record(self.train_batch_size))
                 return model
 
             train_func = train_func_builtin
