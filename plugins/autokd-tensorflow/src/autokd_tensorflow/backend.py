@@ -31,6 +31,8 @@ class TensorFlowBackend:
     """``autokd.Backend`` for TensorFlow / Keras models."""
 
     framework = "tensorflow"
+    # the built-in train function takes train_func(model, budget) and continues a student
+    supports_budget = True
 
     def search_functions(
         self,
