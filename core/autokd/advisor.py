@@ -10,7 +10,7 @@ import attrs
 
 from .space import SearchSpace
 
-__all__ = ["Advisor", "Objective", "RandomAdvisor", "GridAdvisor", "SearchExhausted"]
+__all__ = ["Advisor", "GridAdvisor", "Objective", "RandomAdvisor", "SearchExhausted"]
 
 
 @attrs.frozen

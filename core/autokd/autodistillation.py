@@ -24,6 +24,7 @@ from .advisor import Advisor, Objective, SearchExhausted, with_budget
 from .config import Config, load_config, to_dict
 from .errors import AutoKDError, ConfigError
 from .evaluation import EvalContext
+from .output import check_output_plugins, save_outputs, students_to_save
 from .plugins import registry
 from .results import ResultStore, TrialRecord, pareto_front, select_best
 from .space import SearchSpace
@@ -68,6 +69,14 @@ class AutoDistillation:
         self.eval_data: Any = None
         self.output_dir: str | None = None
         self.show_progress = True
+        # Saving the students (output.save): the backend that saves them, the teacher
+        # they are compared with, and the trained models that may still be saved.
+        self.backend: Any = None
+        self.teacher: Any = None
+        self.teacher_metrics: dict | None = None
+        self.saved_students: list[str] = []
+        self._kept_models: dict[int, Any] = {}
+        self._trained_model: Any = None
         self._advisor: Advisor | None = None
         # The loop's own fallback proposals draw from their own RNG, never the global one.
         self._rng = random.Random(None if self.seed is None else self.seed + 7919)
@@ -139,6 +148,7 @@ class AutoDistillation:
         trained = self.train_func(model)
         if trained is not None:
             model = trained
+        self._trained_model = model  # what output.save may save
         metrics = self.eval_func(model)
         if isinstance(metrics, int | float) and not isinstance(metrics, bool):
             metrics = {self.objectives[0].name: float(metrics)}
@@ -190,7 +200,9 @@ class AutoDistillation:
                 raise FloatingPointError(
                     "non-finite or non-numeric metric " + ", ".join(f"{n}={metrics.get(n)!r}" for n in bad)
                 )
-            return TrialRecord(index, dict(arch), _plain_metrics(metrics), "ok", None, time.perf_counter() - start, extras)
+            record = TrialRecord(index, dict(arch), _plain_metrics(metrics), "ok", None, time.perf_counter() - start, extras)
+            self._keep_model(record, self._trained_model)
+            return record
         except _FatalSearchError:
             raise
         except Exception as exc:  # a failed trial is recorded and the search goes on
@@ -200,7 +212,21 @@ class AutoDistillation:
                 index, dict(arch), {}, "failed", f"{type(exc).__name__}: {exc}", time.perf_counter() - start, extras
             )
         finally:
+            self._trained_model = None
             _trial._current.reset(token)
+
+    # --- the students to save (output.save) ------------------------------------------------
+    def _keep_model(self, record: TrialRecord, model: Any) -> None:
+        """Keep ``record``'s trained model while it may be saved after the search (the
+        best so far, or a Pareto-front member), and let go of those that no longer may."""
+        if self.config.output.save == "none" or model is None:
+            return
+        self._kept_models[record.trial] = model
+        records = [r for r in self.search_result if r.trial != record.trial] + [record]
+        wanted = {r.trial for r, _ in students_to_save(records, self.objectives, self.constraints, self.config.output.save)}
+        for trial in list(self._kept_models):
+            if trial not in wanted:
+                del self._kept_models[trial]
 
     @property
     def pareto_front(self) -> list[TrialRecord]:
@@ -245,6 +271,7 @@ class AutoDistillation:
         :returns: ``best_model_arch``.
         """
         self.output_dir = os.fspath(output_dir) if output_dir is not None else os.path.abspath("autokd-output")
+        check_output_plugins(self.config.output, self.framework)
         store = ResultStore(self.output_dir)
         if resume:
             self.search_result = store.load()
@@ -286,6 +313,7 @@ class AutoDistillation:
         finally:
             progress.close()
         store.write_summary(self.summary())
+        self.saved_students = save_outputs(self, self._kept_models)
         return self.best_model_arch
 
     def search(self, output_dir: str | os.PathLike | None = None, model_cls: Any = None, resume: bool = False):

@@ -18,7 +18,7 @@ import attrs
 
 from .errors import AutoKDError, ConfigError, UnknownNameError
 
-__all__ = ["main", "import_string", "run_config"]
+__all__ = ["import_string", "main", "run_config"]
 
 log = logging.getLogger("autokd")
 
@@ -81,7 +81,7 @@ def run_config(
     train_func = import_string(config.train.function, "train.function") if config.train.function else None
     eval_func = import_string(config.evaluation.function, "evaluation.function") if config.evaluation.function else None
 
-    example_inputs = eval_data = None
+    example_inputs = eval_data = teacher = backend = None
     if user_builder is None or train_func is None or eval_func is None:
         framework = config.model.framework
         try:
@@ -100,7 +100,7 @@ def run_config(
             config, output_dir=output_dir, model_builder=user_builder, train_func=train_func, eval_func=eval_func
         )
         user_builder, train_func, eval_func = functions.model_builder, functions.train_func, functions.eval_func
-        example_inputs, eval_data = functions.example_inputs, functions.eval_data
+        example_inputs, eval_data, teacher = functions.example_inputs, functions.eval_data, functions.teacher
 
     agent = AutoDistillation(user_builder, config)
     agent.train_func = train_func
@@ -108,6 +108,7 @@ def run_config(
     agent.example_inputs = example_inputs
     agent.eval_data = eval_data
     agent.show_progress = progress
+    agent.backend, agent.teacher = backend, teacher
     agent.search_loop(output_dir, resume=resume)
     return agent
 
@@ -132,8 +133,10 @@ def format_report(output_dir: str) -> str:
         raise AutoKDError(f"{store.trials_path}: no trials recorded")
     arch_keys = list(dict.fromkeys(k for r in records for k in r.arch))
     metric_keys = list(dict.fromkeys(k for r in records for k in r.metrics if not isinstance(r.metrics[k], dict | list)))
-    front = {t["trial"] for t in summary.get("pareto_front", [])}
-    best = summary.get("best_trial")
+    from .report import load_view
+
+    view = load_view(output_dir)  # front and chosen trial recomputed from trials.jsonl
+    front, best = {r.trial for r in view.front}, (view.best.trial if view.best is not None else None)
     header = ["trial", *arch_keys, *metric_keys, "status", "time_s", ""]
     rows = []
     for r in records:
@@ -151,9 +154,9 @@ def format_report(output_dir: str) -> str:
         lines.append("")
         lines.append("objectives: " + ", ".join(f"{o['name']} ({'higher' if o['higher_is_better'] else 'lower'} is better)" for o in objectives))
     lines.append(f"pareto front: trials {sorted(front)}")
-    if summary.get("best_model_arch") is not None:
-        note = "" if summary.get("best_meets_constraints", True) else " (no trial meets the constraints)"
-        lines.append(f"best trial {best}: {summary['best_model_arch']}{note}")
+    if view.best is not None:
+        note = "" if view.best_feasible or not view.constraints else " (no trial meets the constraints)"
+        lines.append(f"best trial {best}: {view.best.arch}{note}")
     return "\n".join(lines)
 
 
@@ -211,7 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "plugins":
             print(format_plugins())
         elif args.command == "report":
+            from .report import MATPLOTLIB_HINT, write_report
+
             print(format_report(args.output_dir))
+            written = write_report(args.output_dir)
+            print(MATPLOTLIB_HINT if written is None else "wrote " + ", ".join(written))
         return 0
     except (ConfigError, UnknownNameError) as exc:
         if args.verbose:

@@ -30,22 +30,24 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 
 from .advisor import Objective
 from .errors import ConfigError
+from .output import OutputConfig, check_output
 from .space import SearchSpace, SearchSpaceError
 
 __all__ = [
-    "Config",
-    "ModelConfig",
-    "SearchConfig",
-    "DistillationStagesConfig",
     "AutoDistillationConfig",
-    "TrainConfig",
-    "TeacherCacheConfig",
-    "DistillationConfig",
-    "EvaluationConfig",
-    "DataConfig",
-    "LayerMapping",
-    "Stage",
+    "Config",
     "Constraint",
+    "DataConfig",
+    "DistillationConfig",
+    "DistillationStagesConfig",
+    "EvaluationConfig",
+    "LayerMapping",
+    "ModelConfig",
+    "OutputConfig",
+    "SearchConfig",
+    "Stage",
+    "TeacherCacheConfig",
+    "TrainConfig",
     "load_config",
 ]
 
@@ -325,6 +327,7 @@ class Config:
     train: TrainConfig = attrs.field(factory=TrainConfig)
     evaluation: EvaluationConfig = attrs.field(factory=EvaluationConfig)
     data: DataConfig = attrs.field(factory=DataConfig)
+    output: OutputConfig = attrs.field(factory=OutputConfig)
     source: str | None = attrs.field(default=None, eq=False)
 
     @property
@@ -929,9 +932,12 @@ def _parse_document(doc: Any, source: str | None) -> Config:
     if model.builder is not None and ":" not in model.builder and not model.builder.isidentifier():
         problems.append(f"model.builder: {model.builder!r} is neither a registered builder name nor 'module:function'")
 
+    output = _structure(doc.get("output") or {}, OutputConfig, "output", problems) or OutputConfig()
+    check_output(output, problems)
+
     if problems:
         raise ConfigError(problems, source)
-    return Config(model, auto, distillation, train, evaluation, data, source=source)
+    return Config(model, auto, distillation, train, evaluation, data, output=output, source=source)
 
 
 def load_config(conf: Any, framework: str | None = None) -> Config:

@@ -46,8 +46,7 @@ def known_direction(metric: str) -> bool | None:
         return declared
     name = metric.lower()
     for prefix in ("eval_", "test_", "val_", "validation_"):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
+        name = name.removeprefix(prefix)
     if name in _LOWER or name.endswith("_loss") or name.endswith("_latency"):
         return False
     if name in _HIGHER or any(name.endswith("_" + h) for h in _HIGHER):
