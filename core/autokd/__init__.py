@@ -27,6 +27,7 @@ from .config import (
 from .errors import AutoKDError, ConfigError, PluginError, UnknownNameError
 from .evaluation import EvalContext, known_direction
 from .hookspecs import hookimpl, hookspec
+from .output import OutputConfig, SaveContext
 from .plugins import registry
 from .results import ResultStore, TrialRecord, pareto_front, select_best
 from .space import SearchSpace, SearchSpaceError
@@ -45,9 +46,11 @@ __all__ = [
     "GridAdvisor",
     "LayerMapping",
     "Objective",
+    "OutputConfig",
     "PluginError",
     "RandomAdvisor",
     "ResultStore",
+    "SaveContext",
     "SearchConfig",
     "SearchExhausted",
     "SearchFunctions",
