@@ -61,6 +61,7 @@ def test_defaults_fill_in():
         "warmup": 5,
         "repeats": 30,
         "threads": 1,
+        "max_seconds": 3.0,
     }
     assert validate_options("flops", {"batch_size": 4}) == {"batch_size": 4, "seq_len": None, "ops": "all"}
     assert validate_options("params", None) == {"trainable_only": False}
@@ -72,7 +73,7 @@ def test_unknown_option_names_the_accepted_ones_and_the_close_match():
         validate_options("latency", {"repeat": 3})
     assert str(info.value) == (
         "invalid configuration: evaluation.latency.repeat: unknown option "
-        "(accepted: batch_size, seq_len, warmup, repeats, threads); did you mean 'repeats'?"
+        "(accepted: batch_size, seq_len, warmup, repeats, threads, max_seconds); did you mean 'repeats'?"
     )
 
 
@@ -192,3 +193,38 @@ def test_the_garbage_collector_is_restored():
     assert gc.isenabled()
     _timing.time_calls(lambda: None, warmup=0, repeats=2)
     assert gc.isenabled()
+
+
+# --- the robust estimate (issue #16) ------------------------------------------------------
+
+
+def test_the_estimate_is_the_median_of_the_fastest_one_percent():
+    # 1000 samples of 1..1000 ms: the fastest 1% are 1..10 ms, their median 5.5 ms
+    assert _timing.low_estimate([t / 1000 for t in range(1000, 0, -1)]) == pytest.approx(5.5 / 1000)
+    # fewer than 300 samples: the fastest 3
+    assert _timing.low_estimate([0.009, 0.001, 0.007, 0.002, 0.003, 0.030]) == pytest.approx(0.002)
+    result = _timing.summarize([t / 1000 for t in (9, 1, 7, 2, 3, 30)], warmup=0, calls_per_repeat=1)
+    assert result.latency_ms == pytest.approx(2.0) and result.median_ms == pytest.approx(5.0)
+
+
+def test_rounds_stop_once_the_estimate_settles():
+    # a steady 2 ms call: the estimate cannot drop further, so the rounds stop at the
+    # first check (MIN_ROUNDS, and SETTLE_ROUNDS rounds to compare with)
+    wall, cpu, calls, stats = _timing.measure_adaptive(lambda: time.sleep(0.002), warmup=0, repeats=3, max_seconds=30)
+    assert stats["rounds"] == max(_timing.MIN_ROUNDS, _timing.SETTLE_ROUNDS + 1)
+    assert len(wall) == 3 * stats["rounds"] and calls == 1
+    assert 0 <= stats["drift"] <= _timing.SETTLE_TOLERANCE
+    assert stats["latency_ms"] == pytest.approx(_timing.low_estimate(wall) * 1e3)
+
+
+def test_rounds_go_on_while_the_estimate_drops_until_the_time_limit():
+    # each call 10% faster than the last: the estimate never settles
+    delay = [0.004]
+
+    def faster():
+        time.sleep(delay[0])
+        delay[0] *= 0.9
+
+    wall, cpu, calls, stats = _timing.measure_adaptive(faster, warmup=0, repeats=2, max_seconds=0.05)
+    assert stats["rounds"] > _timing.SETTLE_ROUNDS + 1 and stats["drift"] > _timing.SETTLE_TOLERANCE
+    assert 0.05 <= stats["elapsed_s"] < 1.0
