@@ -207,24 +207,49 @@ def test_the_estimate_is_the_median_of_the_fastest_one_percent():
     assert result.latency_ms == pytest.approx(2.0) and result.median_ms == pytest.approx(5.0)
 
 
-def test_rounds_stop_once_the_estimate_settles():
-    # a steady 2 ms call: the estimate cannot drop further, so the rounds stop at the
-    # first check (MIN_ROUNDS, and SETTLE_ROUNDS rounds to compare with)
-    wall, cpu, calls, stats = _timing.measure_adaptive(lambda: time.sleep(0.002), warmup=0, repeats=3, max_seconds=30)
+class FakeClock:
+    """``time.perf_counter`` of the timing loop, advanced only by the timed calls: the
+    rounds' stopping rule is tested without the machine's noise."""
+
+    def __init__(self, monkeypatch):
+        self.now = 0.0
+        monkeypatch.setattr(_timing.time, "perf_counter", lambda: self.now)
+
+
+def test_rounds_stop_once_the_estimate_settles(monkeypatch):
+    clock = FakeClock(monkeypatch)
+
+    def steady():  # 2 ms every call: the estimate cannot drop, so the first check stops
+        clock.now += 0.002
+
+    wall, cpu, calls, stats = _timing.measure_adaptive(steady, warmup=0, repeats=3, max_seconds=30)
     assert stats["rounds"] == max(_timing.MIN_ROUNDS, _timing.SETTLE_ROUNDS + 1)
     assert len(wall) == 3 * stats["rounds"] and calls == 1
-    assert 0 <= stats["drift"] <= _timing.SETTLE_TOLERANCE
+    assert stats["drift"] == 0 and stats["latency_ms"] == pytest.approx(2.0)
+
+
+def test_rounds_go_on_while_the_estimate_drops_until_the_time_limit(monkeypatch):
+    clock = FakeClock(monkeypatch)
+    delay = [0.004]
+
+    def faster():  # each call 10% faster than the last: the estimate never settles
+        clock.now += delay[0]
+        delay[0] *= 0.9
+
+    wall, cpu, calls, stats = _timing.measure_adaptive(faster, warmup=0, repeats=2, max_seconds=0.03)
+    assert stats["rounds"] > _timing.SETTLE_ROUNDS + 1 and stats["drift"] > _timing.SETTLE_TOLERANCE
+    assert stats["elapsed_s"] >= 0.03
     assert stats["latency_ms"] == pytest.approx(_timing.low_estimate(wall) * 1e3)
 
 
-def test_rounds_go_on_while_the_estimate_drops_until_the_time_limit():
-    # each call 10% faster than the last: the estimate never settles
-    delay = [0.004]
+def test_a_dropping_estimate_settles_once_it_stops_dropping(monkeypatch):
+    clock = FakeClock(monkeypatch)
+    delays = iter([0.004] + [0.003] * 6 + [0.001] * 3 + [0.001] * 1000)  # calibration call, then rounds of 3
 
-    def faster():
-        time.sleep(delay[0])
-        delay[0] *= 0.9
+    def call():
+        clock.now += next(delays)
 
-    wall, cpu, calls, stats = _timing.measure_adaptive(faster, warmup=0, repeats=2, max_seconds=0.05)
-    assert stats["rounds"] > _timing.SETTLE_ROUNDS + 1 and stats["drift"] > _timing.SETTLE_TOLERANCE
-    assert 0.05 <= stats["elapsed_s"] < 1.0
+    wall, cpu, calls, stats = _timing.measure_adaptive(call, warmup=0, repeats=3, max_seconds=30)
+    # rounds 1-2 at 3 ms, round 3 at 1 ms: the estimate drops in round 3, then holds for
+    # 3 more rounds before the rule stops
+    assert stats["rounds"] == 6 and stats["latency_ms"] == pytest.approx(1.0) and stats["drift"] == 0
