@@ -108,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         f"1 thread, {args.rounds} alternating rounds; load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} "
         f"on {os.cpu_count()} CPUs; {time.perf_counter() - started:.0f} s"
     )
-    print(f"ONNX export: max |ORT - PyTorch| = {export.max_abs_diff:.2g}; files fp32 {sizes['fp32'] / 1e6:.1f} MB, "
-          f"int8 {sizes['int8'] / 1e6:.1f} MB")
+    print(
+        f"ONNX export: max |ORT - PyTorch| = {export.max_abs_diff:.2g}; files fp32 {sizes['fp32'] / 1e6:.1f} MB, "
+        f"int8 {sizes['int8'] / 1e6:.1f} MB"
+    )
     header = "| model | latency (ms) | speed-up vs teacher | fidelity | fidelity vs teacher |"
     print(header)
     print("|---|---:|---:|---:|---:|")

@@ -57,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=None, help="evaluator default if left out")
     parser.add_argument("--repeats", type=int, default=None, help="evaluator default if left out")
     parser.add_argument("--threads", type=int, default=None, help="evaluator default if left out")
-    parser.add_argument("--same", choices=[name for name, _ in SIZES], help="ten calls in a row on one model")
+    parser.add_argument(
+        "--same",
+        choices=["MLP", *(name for name, _ in SIZES)],
+        help="--rounds calls in a row on one model (MLP: 192-768-192, batch 8, ~0.2-0.4 ms here)",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -146,11 +150,20 @@ def same_model(args, options: dict) -> int:
     import autokd_latency
     from autokd import EvalContext
 
-    model = build(args.framework, dict(SIZES)[args.same])
+    if args.same == "MLP":
+        import torch
+
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(192, 768), torch.nn.GELU(), torch.nn.Linear(768, 192)).eval()
+        options = {k: v for k, v in options.items() if k not in ("batch_size", "seq_len")}
+        example = torch.randn(8, 192)
+    else:
+        model = build(args.framework, dict(SIZES)[args.same])
+        example = None
     load_before = os.getloadavg()
     reported, medians, rounds, drifts = [], [], [], []
     for call in range(args.rounds):
-        context = EvalContext(options=dict(options))
+        context = EvalContext(example_inputs=example, options=dict(options))
         reported.append(autokd_latency.latency(model, context))
         extras = context.extras["latency"]
         medians.append(extras["median_ms"])
@@ -159,12 +172,14 @@ def same_model(args, options: dict) -> int:
         print(
             f"call {call + 1:2d}: latency {reported[-1]:.3f} ms  (median of samples {medians[-1]:.3f} ms, "
             f"{extras['samples']} samples in {extras['rounds']} rounds, {extras['elapsed_s']:.2f} s, "
-            f"drift {drifts[-1]:.1%})",
+            f"drift {'n/a' if extras['drift'] is None else format(extras['drift'], '.1%')})",
             flush=True,
         )
     print()
     print(
-        f"{args.framework} {args.same}, batch {args.batch_size} x {args.seq_len} tokens; load average "
+        f"{args.framework} {args.same}, "
+        + ("batch 8 x 192 features" if args.same == "MLP" else f"batch {args.batch_size} x {args.seq_len} tokens")
+        + "; load average "
         f"{load_before[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     print(f"reported latency (low quantile): median {statistics.median(reported):.3f} ms, CV {_cv(reported):.1%}")

@@ -58,7 +58,9 @@ def run(tmp_path, backend=None, teacher=None, **output):
         return {**model, "trained": True}  # advanced mode: train_func returns the trained model
 
     agent.train_func = train
-    agent.eval_func = lambda model: synthetic_metrics(model["arch"]) if "arch" in model else {"accuracy": 0.99, "latency": 20.0}
+    agent.eval_func = lambda model: (
+        synthetic_metrics(model["arch"]) if "arch" in model else {"accuracy": 0.99, "latency": 20.0}
+    )
     agent.backend = backend
     agent.teacher = teacher
     agent.show_progress = False
@@ -73,9 +75,13 @@ def test_output_defaults_and_bad_values():
     assert "output.save: expected one of best, front, none, got 'all'" in str(err.value)
     assert "output.quantize: expected one of none, dynamic_int8, got 'int4'" in str(err.value)
     assert "output.extra" in str(err.value)
-    with pytest.raises(autokd.ConfigError, match="output.quantize: dynamic_int8 quantises the ONNX copy: set output.onnx: true"):
+    with pytest.raises(
+        autokd.ConfigError, match="output.quantize: dynamic_int8 quantises the ONNX copy: set output.onnx: true"
+    ):
         autokd.load_config(config(quantize="dynamic_int8"))
-    with pytest.raises(autokd.ConfigError, match="output.onnx: true exports the saved students, but output.save is none"):
+    with pytest.raises(
+        autokd.ConfigError, match="output.onnx: true exports the saved students, but output.save is none"
+    ):
         autokd.load_config(config(save="none", onnx=True))
 
 
@@ -168,7 +174,9 @@ def test_onnx_without_the_plugin_is_refused_before_training(tmp_path, monkeypatc
     agent = autokd.AutoDistillation(lambda arch: arch, config(onnx=True))
     agent.train_func = trained.append
     agent.eval_func = synthetic_metrics
-    with pytest.raises(autokd.ConfigError, match="output.onnx: true needs the autokd-onnx plugin: pip install autokd-onnx"):
+    with pytest.raises(
+        autokd.ConfigError, match="output.onnx: true needs the autokd-onnx plugin: pip install autokd-onnx"
+    ):
         agent.search_loop(tmp_path / "out")
     assert trained == []
 

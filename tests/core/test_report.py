@@ -63,7 +63,9 @@ def test_report_with_failed_trials_and_rungs(tmp_path, capsys):
         record(7, 0.80, 3.0, budget=1.0, rung=1),  # dominated
     ]
     # summary.json as an older version wrote it, with a stale front: the report recomputes.
-    write_store(out, records, {"objectives": OBJECTIVES, "constraints": [], "pareto_front": [{"trial": 3}], "best_trial": 3})
+    write_store(
+        out, records, {"objectives": OBJECTIVES, "constraints": [], "pareto_front": [{"trial": 3}], "best_trial": 3}
+    )
     assert main(["report", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "pareto front: trials [4, 5]" in printed
@@ -79,7 +81,7 @@ def test_report_with_failed_trials_and_rungs(tmp_path, capsys):
     assert trial_cells(page) == list(range(8))  # every trial named, failed ones too
     assert "failed: RuntimeError: out of memory" in page and "failed: FloatingPointError: non-finite" in page
     assert '<tr class="best"><td data-v="5">' in page and '<tr class="front"><td data-v="4">' in page
-    assert "src=\"data:image/png;base64," in page and "http" not in page.split("<script>")[0].replace("http-equiv", "")
+    assert 'src="data:image/png;base64,' in page and "http" not in page.split("<script>")[0].replace("http-equiv", "")
     assert "No saved student" in page  # no best/README.md in this store
 
 
@@ -88,7 +90,12 @@ def test_report_on_a_store_written_before_saved_students(tmp_path, capsys):
     """The layout of every store before #16: no rung, budget or phase; summary.json with
     the front and the best trial; no best/ directory."""
     out = tmp_path / "old"
-    records = [record(0, 0.8, 1.0), record(1, 0.9, 2.0), record(2, None, status="failed", error="ValueError: x"), record(3, 0.85, 3.0)]
+    records = [
+        record(0, 0.8, 1.0),
+        record(1, 0.9, 2.0),
+        record(2, None, status="failed", error="ValueError: x"),
+        record(3, 0.85, 3.0),
+    ]
     summary = {
         "objectives": OBJECTIVES,
         "constraints": ["latency <= 1.5"],
@@ -132,5 +139,8 @@ def test_report_without_matplotlib_prints_a_hint(tmp_path, capsys, monkeypatch):
     write_store(out, [record(0, 0.8, 1.0)], {"objectives": OBJECTIVES, "constraints": []})
     assert main(["report", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-1] == "autokd report: pip install 'autokd[report]' (matplotlib) to also write report/pareto.png and index.html"
+    assert (
+        lines[-1]
+        == "autokd report: pip install 'autokd[report]' (matplotlib) to also write report/pareto.png and index.html"
+    )
     assert not (out / "report").exists()

@@ -71,7 +71,10 @@ def test_best_student_exported_checked_and_quantized(tmp_path):
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
 
     int8 = info["int8"]
-    assert int8["path"] == "model.int8.onnx" and (best / "model.int8.onnx").stat().st_size < (best / "model.onnx").stat().st_size
+    assert (
+        int8["path"] == "model.int8.onnx"
+        and (best / "model.int8.onnx").stat().st_size < (best / "model.onnx").stat().st_size
+    )
     fp32_fidelity = agent.search_result[agent.summary()["best_trial"]].metrics["fidelity"]
     assert int8["metrics"]["fidelity"] != fp32_fidelity  # measured on the int8 copy, not copied
     assert int8["metrics"]["fidelity"] == pytest.approx(fp32_fidelity, abs=0.05)
@@ -97,6 +100,9 @@ def test_missing_example_batch_and_missing_tf2onnx_are_explained(tmp_path, monke
         autokd_onnx.export_model(torch.nn.Linear(2, 2), None, str(tmp_path / "m.onnx"))
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tf2onnx" else real(name, *a))
-    with pytest.raises(autokd.ConfigError, match=r"exporting tensorflow students needs tf2onnx: pip install 'autokd-onnx\[tensorflow\]'"):
+    with pytest.raises(
+        autokd.ConfigError,
+        match=r"exporting tensorflow students needs tf2onnx: pip install 'autokd-onnx\[tensorflow\]'",
+    ):
         autokd_onnx.check_available("tensorflow")
     autokd_onnx.check_available("pytorch")

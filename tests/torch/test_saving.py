@@ -201,7 +201,7 @@ def test_sentence_encoder_in_sentence_transformers_layout(tmp_path, teacher_dir,
     assert {"modules.json", "1_Pooling/config.json", "2_Dense/config.json", "2_Dense/model.safetensors"} <= files
     assert "tokenizer_config.json" in files
     modules = json.loads((best / "modules.json").read_text())
-    assert [m["type"].rsplit(".", 1)[1] for m in modules] == ["Transformer", "Pooling", "Dense"]
+    assert [m["type"].rsplit(".", 1)[1] for m in modules] == ["Transformer", "Pooling", "Dense", "Normalize"]
     # rebuilt by hand from the layout: encoder, mean pooling, dense
     bert = AutoModel.from_pretrained(best).eval()
     dense = load_file(best / "2_Dense" / "model.safetensors")
@@ -214,4 +214,5 @@ def test_sentence_encoder_in_sentence_transformers_layout(tmp_path, teacher_dir,
     model = st.SentenceTransformer(str(best), device="cpu")
     with torch.no_grad():
         out = model(copy.deepcopy(batch))["sentence_embedding"]
-    torch.testing.assert_close(out, trained(**batch), atol=1e-5, rtol=1e-5)
+        expected = torch.nn.functional.normalize(trained(**batch), dim=-1)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)

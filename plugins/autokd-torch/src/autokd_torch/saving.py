@@ -4,7 +4,7 @@
   teacher's tokenizer when it is known; ``from_pretrained`` loads it offline;
 - a sentence encoder (one transformers encoder, mean pooling over the attention mask,
   an optional ``nn.Linear`` projection: the MiniLM example's ``SentenceEncoder``): the
-  sentence-transformers layout, which ``SentenceTransformer(dir)`` and ``AutoModel``
+  sentence-transformers layout (with ``Normalize`` last, as all-MiniLM-L6-v2), which ``SentenceTransformer(dir)`` and ``AutoModel``
   load; whether a module is one is checked on the example batch, not guessed from names;
 - any other ``nn.Module``: ``model.safetensors`` of its state dict and ``arch.json``;
   :func:`load_student` rebuilds it with the search's model builder.
@@ -145,7 +145,7 @@ def sentence_encoder_parts(model: Any, example_inputs: Any) -> tuple[Any, Any] |
 
 def _save_sentence_encoder(directory: str, encoder: Any, projection: Any, tokenizer: Any) -> None:
     """The sentence-transformers layout: the encoder (and tokenizer) at the top, mean
-    pooling in ``1_Pooling``, the projection in ``2_Dense``."""
+    pooling in ``1_Pooling``, the projection in ``2_Dense``, then ``Normalize``."""
     from safetensors.torch import save_file
 
     encoder.save_pretrained(directory, safe_serialization=True)
@@ -181,6 +181,18 @@ def _save_sentence_encoder(directory: str, encoder: Any, projection: Any, tokeni
         if projection.bias is not None:
             weights["linear.bias"] = projection.bias.detach().contiguous()
         save_file(weights, os.path.join(directory, "2_Dense", "model.safetensors"))
+    # then unit length, as all-MiniLM-L6-v2 and most sentence encoders: a cosine between
+    # two embeddings is unchanged, and SentenceTransformer.encode gives what users expect
+    normalize = f"{len(modules)}_Normalize"
+    modules.append(
+        {
+            "idx": len(modules),
+            "name": str(len(modules)),
+            "path": normalize,
+            "type": "sentence_transformers.models.Normalize",
+        }
+    )
+    os.makedirs(os.path.join(directory, normalize), exist_ok=True)
     _write_json(os.path.join(directory, "modules.json"), modules)
     max_length = getattr(tokenizer, "model_max_length", None)
     if not isinstance(max_length, int) or max_length > 1_000_000:
