@@ -61,6 +61,7 @@ def test_defaults_fill_in():
         "warmup": 5,
         "repeats": 30,
         "threads": 1,
+        "min_seconds": 1.0,
         "max_seconds": 3.0,
     }
     assert validate_options("flops", {"batch_size": 4}) == {"batch_size": 4, "seq_len": None, "ops": "all"}
@@ -73,7 +74,7 @@ def test_unknown_option_names_the_accepted_ones_and_the_close_match():
         validate_options("latency", {"repeat": 3})
     assert str(info.value) == (
         "invalid configuration: evaluation.latency.repeat: unknown option "
-        "(accepted: batch_size, seq_len, warmup, repeats, threads, max_seconds); did you mean 'repeats'?"
+        "(accepted: batch_size, seq_len, warmup, repeats, threads, min_seconds, max_seconds); did you mean 'repeats'?"
     )
 
 
@@ -222,34 +223,36 @@ def test_rounds_stop_once_the_estimate_settles(monkeypatch):
     def steady():  # 2 ms every call: the estimate cannot drop, so the first check stops
         clock.now += 0.002
 
-    wall, cpu, calls, stats = _timing.measure_adaptive(steady, warmup=0, repeats=3, max_seconds=30)
-    assert stats["rounds"] == max(_timing.MIN_ROUNDS, _timing.SETTLE_ROUNDS + 1)
-    assert len(wall) == 3 * stats["rounds"] and calls == 1
-    assert stats["drift"] == 0 and stats["latency_ms"] == pytest.approx(2.0)
+    wall, cpu, calls, stats = _timing.measure_adaptive(steady, warmup=0, repeats=30, max_seconds=30, min_seconds=0)
+    assert stats["rounds"] == _timing.MIN_SAMPLES // 30
+    assert len(wall) == _timing.MIN_SAMPLES and calls == 1
+    assert stats["drift"] == pytest.approx(0, abs=1e-9) and stats["latency_ms"] == pytest.approx(2.0)
+    # and the rounds last min_seconds: 17 rounds of 30 x 2 ms pass 1 s
+    assert _timing.measure_adaptive(steady, warmup=0, repeats=30, min_seconds=1.0)[3]["rounds"] == 17
 
 
 def test_rounds_go_on_while_the_estimate_drops_until_the_time_limit(monkeypatch):
     clock = FakeClock(monkeypatch)
     delay = [0.004]
 
-    def faster():  # each call 10% faster than the last: the estimate never settles
+    def faster():  # each call 0.1% faster than the last: the estimate never settles
         clock.now += delay[0]
-        delay[0] *= 0.9
+        delay[0] *= 0.999
 
-    wall, cpu, calls, stats = _timing.measure_adaptive(faster, warmup=0, repeats=2, max_seconds=0.03)
-    assert stats["rounds"] > _timing.SETTLE_ROUNDS + 1 and stats["drift"] > _timing.SETTLE_TOLERANCE
-    assert stats["elapsed_s"] >= 0.03
+    wall, cpu, calls, stats = _timing.measure_adaptive(faster, warmup=0, repeats=100, max_seconds=2.0)
+    assert stats["rounds"] == 7 and stats["drift"] > _timing.SETTLE_TOLERANCE
+    assert stats["elapsed_s"] >= 2.0
     assert stats["latency_ms"] == pytest.approx(_timing.low_estimate(wall) * 1e3)
 
 
-def test_a_dropping_estimate_settles_once_it_stops_dropping(monkeypatch):
+def test_a_dropping_estimate_settles_once_doubling_the_samples_finds_nothing_faster(monkeypatch):
     clock = FakeClock(monkeypatch)
-    delays = iter([0.004] + [0.003] * 6 + [0.001] * 3 + [0.001] * 1000)  # calibration call, then rounds of 3
+    delays = iter([0.004] + [0.003] * 200 + [0.001] * 10_000)  # the calibration call, then 2 rounds at 3 ms
 
     def call():
         clock.now += next(delays)
 
-    wall, cpu, calls, stats = _timing.measure_adaptive(call, warmup=0, repeats=3, max_seconds=30)
-    # rounds 1-2 at 3 ms, round 3 at 1 ms: the estimate drops in round 3, then holds for
-    # 3 more rounds before the rule stops
-    assert stats["rounds"] == 6 and stats["latency_ms"] == pytest.approx(1.0) and stats["drift"] == 0
+    wall, cpu, calls, stats = _timing.measure_adaptive(call, warmup=0, repeats=100, max_seconds=30, min_seconds=0)
+    # from round 3 on the estimate is 1 ms; it holds once half the samples (300 of 600)
+    # were already at 1 ms, in round 6
+    assert stats["rounds"] == 6 and stats["latency_ms"] == pytest.approx(1.0) and stats["drift"] == pytest.approx(0, abs=1e-9)

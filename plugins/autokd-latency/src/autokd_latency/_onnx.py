@@ -53,7 +53,11 @@ def measure_onnx_latency(
             return session.run(None, feed)
 
         wall, cpu, calls, stats = measure_adaptive(
-            call, warmup=opts["warmup"], repeats=opts["repeats"], max_seconds=opts["max_seconds"]
+            call,
+            warmup=opts["warmup"],
+            repeats=opts["repeats"],
+            max_seconds=opts["max_seconds"],
+            min_seconds=opts["min_seconds"],
         )
     result = LatencyResult.from_samples(
         wall,

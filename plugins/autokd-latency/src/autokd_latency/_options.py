@@ -31,6 +31,12 @@ def _positive_number(value: Any) -> str | None:
     return None
 
 
+def _non_negative_number(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        return f"expected a number >= 0, got {value!r}"
+    return None
+
+
 def _boolean(value: Any) -> str | None:
     if not isinstance(value, bool):
         return f"expected true or false, got {value!r}"
@@ -85,6 +91,7 @@ OPTIONS: dict[str, tuple[Option, ...]] = {
             "intra-op threads during the measurement (torch.set_num_threads; TensorFlow: see the docs; "
             "ONNX Runtime: the session's intra_op_num_threads)",
         ),
+        Option("min_seconds", 1.0, _non_negative_number, "the rounds last at least this long (spells of contention)"),
         Option("max_seconds", 3.0, _positive_number, "time limit of the rounds (the estimate may not have settled)"),
     ),
     "params": (Option("trainable_only", False, _boolean, "return the trainable count instead of the total"),),

@@ -147,6 +147,7 @@ def measure(
     threads: int,
     explicit_threads: bool,
     max_seconds: float,
+    min_seconds: float,
 ):
     """(wall and CPU seconds per call of each sample, calls per sample, threads used,
     the estimate's statistics)."""
@@ -154,7 +155,11 @@ def measure(
     concrete = _traced(model, inputs)
     args, kwargs = inputs.args, inputs.kwargs
     wall, cpu, calls, stats = measure_adaptive(
-        lambda: concrete(*args, **kwargs), warmup=warmup, repeats=repeats, max_seconds=max_seconds
+        lambda: concrete(*args, **kwargs),
+        warmup=warmup,
+        repeats=repeats,
+        max_seconds=max_seconds,
+        min_seconds=min_seconds,
     )
     return wall, cpu, calls, used, stats
 

@@ -11,8 +11,9 @@ ten measurements in a row): the median of 30 samples varied by 12-104% (CV), the
 percentile by 9-13%, the fastest of ~600 one-call samples by 4% (issue #16). So samples
 are short (one call when a call lasts ``MIN_SAMPLE_S``), many, and the reported latency
 is the median of the fastest ``LOW_FRACTION`` of them (at least 3); sampling goes on in
-rounds while that estimate still drops by more than ``SETTLE_TOLERANCE`` over the last
-``SETTLE_ROUNDS`` rounds, up to ``max_seconds``. The median, quartiles and CV of all
+rounds for at least ``min_seconds`` and ``MIN_SAMPLES``, and while that estimate still
+drops by more than ``SETTLE_TOLERANCE`` since half the samples were in, up to
+``max_seconds``. The median, quartiles and CV of all
 samples are kept next to it, and so is the estimate's drift, so a contended
 measurement shows. The process's CPU time per call is kept too: with one thread, a
 ``cpu_ms`` far below ``median_ms`` says the machine, not the model, was slow.
@@ -34,10 +35,16 @@ MIN_SAMPLE_S = 0.0002
 # A ceiling on calls per sample, so a model that is near-free does not loop for ages.
 _MAX_CALLS_PER_SAMPLE = 10_000
 LOW_FRACTION = 0.01
-SETTLE_ROUNDS = 3
+# The estimate has settled when doubling the samples no longer finds faster ones: it
+# dropped by at most SETTLE_TOLERANCE since half the samples were in, with at least
+# MIN_SAMPLES (so the fastest 1% are 3 or more). Measured (2 cores, load average 28, a
+# 0.2 ms MLP, ten calls): stopping after 3 steady rounds of 30 gave CV 10.9%, after
+# 300 samples (0.1-0.5 s) 14.8%: contention comes in spells longer than that; sampling
+# for 2 s gave 2.1%. So the rounds also last at least MIN_SECONDS.
 SETTLE_TOLERANCE = 0.01
-MIN_ROUNDS = 3
-MAX_ROUNDS = 200
+MIN_SAMPLES = 300
+MAX_ROUNDS = 100_000
+MIN_SECONDS = 1.0
 MAX_SECONDS = 3.0
 
 
@@ -161,43 +168,51 @@ def time_calls(call: Callable[[], object], *, warmup: int, repeats: int) -> tupl
 
 
 def measure_adaptive(
-    call: Callable[[], object], *, warmup: int, repeats: int, max_seconds: float = MAX_SECONDS
+    call: Callable[[], object],
+    *,
+    warmup: int,
+    repeats: int,
+    max_seconds: float = MAX_SECONDS,
+    min_seconds: float = MIN_SECONDS,
 ) -> tuple[list[float], list[float], int, dict]:
     """Warm-up, then rounds of ``repeats`` samples until :func:`low_estimate` settles
-    (it dropped by at most ``SETTLE_TOLERANCE`` over the last ``SETTLE_ROUNDS`` rounds,
-    after at least ``MIN_ROUNDS``) or ``max_seconds`` have passed.
+    (at least ``MIN_SAMPLES`` and ``min_seconds``, and it dropped by at most
+    ``SETTLE_TOLERANCE`` since half the samples were in) or ``max_seconds`` have passed.
 
     :returns: (wall and CPU seconds per call of each sample, calls per sample, the
-        ``rounds``, ``drift``, ``elapsed_s`` and ``latency_ms`` of the estimate).
+        ``rounds``, ``drift`` (None before ``MIN_SAMPLES``), ``elapsed_s`` and
+        ``latency_ms`` of the estimate).
     """
     for _ in range(warmup):
         call()
     calls = _calls_per_sample(call)
     wall: list[float] = []
     cpu: list[float] = []
-    history: list[float] = []
-    drift = float("nan")
+    history: list[tuple[int, float]] = []  # (samples, estimate) after each round
+    drift = None
     gc_was_enabled = gc.isenabled()
     gc.disable()
     start = time.perf_counter()
     try:
         while True:
             _sample(call, calls, repeats, wall, cpu)
-            history.append(low_estimate(wall))
-            rounds = len(history)
-            if rounds > SETTLE_ROUNDS:
-                drift = (history[-SETTLE_ROUNDS - 1] - history[-1]) / history[-1] if history[-1] > 0 else 0.0
-            settled = rounds >= MIN_ROUNDS and rounds > SETTLE_ROUNDS and drift <= SETTLE_TOLERANCE
-            if settled or rounds >= MAX_ROUNDS or time.perf_counter() - start >= max_seconds:
+            estimate = low_estimate(wall)
+            history.append((len(wall), estimate))
+            if len(wall) >= MIN_SAMPLES:
+                at_half = [e for n, e in history if n <= len(wall) / 2]
+                drift = ((at_half[-1] if at_half else history[0][1]) - estimate) / estimate if estimate > 0 else 0.0
+            elapsed = time.perf_counter() - start
+            settled = drift is not None and drift <= SETTLE_TOLERANCE and elapsed >= min_seconds
+            if settled or len(history) >= MAX_ROUNDS or time.perf_counter() - start >= max_seconds:
                 break
     finally:
         if gc_was_enabled:
             gc.enable()
     stats = {
         "rounds": len(history),
-        "drift": None if math.isnan(drift) else drift,
+        "drift": drift,
         "elapsed_s": time.perf_counter() - start,
-        "latency_ms": history[-1] * 1e3,
+        "latency_ms": history[-1][1] * 1e3,
         "repeats": repeats,
     }
     return wall, cpu, calls, stats

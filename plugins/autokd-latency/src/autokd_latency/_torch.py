@@ -105,12 +105,21 @@ def _call(model: torch.nn.Module, inputs: CallInputs) -> Callable[[], Any]:
     return lambda: model(*args, **kwargs)
 
 
-def measure(model: torch.nn.Module, inputs: CallInputs, *, warmup: int, repeats: int, threads: int, max_seconds: float):
+def measure(
+    model: torch.nn.Module,
+    inputs: CallInputs,
+    *,
+    warmup: int,
+    repeats: int,
+    threads: int,
+    max_seconds: float,
+    min_seconds: float,
+):
     """(wall and CPU seconds per call of each sample, calls per sample, threads used,
     the estimate's statistics)."""
     with _threads(threads), _inference(model):
         wall, cpu, calls, stats = measure_adaptive(
-            _call(model, inputs), warmup=warmup, repeats=repeats, max_seconds=max_seconds
+            _call(model, inputs), warmup=warmup, repeats=repeats, max_seconds=max_seconds, min_seconds=min_seconds
         )
     return wall, cpu, calls, threads, stats
 

@@ -98,7 +98,11 @@ def measure_latency(model: Any, example_inputs: Any = None, **options: Any) -> L
     backend = _backend(framework)
     inputs = _inputs(model, backend, example_inputs, opts, "latency")
     measure_kwargs = dict(
-        warmup=opts["warmup"], repeats=opts["repeats"], threads=opts["threads"], max_seconds=opts["max_seconds"]
+        warmup=opts["warmup"],
+        repeats=opts["repeats"],
+        threads=opts["threads"],
+        max_seconds=opts["max_seconds"],
+        min_seconds=opts["min_seconds"],
     )
     if framework == "tensorflow":
         measure_kwargs["explicit_threads"] = explicit_threads
