@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=None, help="evaluator default if left out")
     parser.add_argument("--repeats", type=int, default=None, help="evaluator default if left out")
     parser.add_argument("--threads", type=int, default=None, help="evaluator default if left out")
+    parser.add_argument("--min-seconds", type=float, default=None, help="evaluator default if left out")
+    parser.add_argument("--max-seconds", type=float, default=None, help="evaluator default if left out")
     parser.add_argument(
         "--same",
         choices=["MLP", *(name for name, _ in SIZES)],
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     from autokd import EvalContext
 
     options = {"batch_size": args.batch_size, "seq_len": args.seq_len}
-    for name in ("warmup", "repeats", "threads"):
+    for name in ("warmup", "repeats", "threads", "min_seconds", "max_seconds"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
 
