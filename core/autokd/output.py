@@ -248,11 +248,12 @@ def save_outputs(agent, kept_models: Mapping[int, Any]) -> list[str]:
             # The search's records are safe already: a student that cannot be saved (a
             # model type the backend does not know, a failed export) is reported in its
             # metrics.json and the log, and the others are still saved.
+            args = (model, directory, record, context)
             info["weights"] = _attempt(
-                info, "weights", lambda: backend.save_student(model, directory, record=record, context=context)
+                info, "weights", lambda m, d, r, c: backend.save_student(m, d, record=r, context=c), args
             )
             if output.onnx and info["weights"] is not None:
-                info["onnx"] = _attempt(info, "onnx", lambda: _export_onnx(model, directory, record, context))
+                info["onnx"] = _attempt(info, "onnx", _export_onnx, args)
         _write_json(os.path.join(directory, METRICS_FILE), info)
         from .modelcard import model_card
 
@@ -263,9 +264,9 @@ def save_outputs(agent, kept_models: Mapping[int, Any]) -> list[str]:
     return written
 
 
-def _attempt(info: dict, what: str, work: Callable[[], Any]) -> Any:
+def _attempt(info: dict, what: str, work: Callable[..., Any], args: tuple) -> Any:
     try:
-        return work()
+        return work(*args)
     except Exception as exc:
         info[f"{what}_error"] = f"{type(exc).__name__}: {exc}"
         log.warning("output: trial %d: saving the %s failed: %s", info["trial"], what, info[f"{what}_error"])

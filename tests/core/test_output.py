@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
-from core_helpers import synthetic_metrics
-
 import autokd
+import pytest
 from autokd import plugins
 from autokd.results import pareto_front
+from core_helpers import synthetic_metrics
 
 SPACE = {"hidden_size": [64, 128, 256], "num_attention_heads": [1, 2, 4]}
 
@@ -53,7 +52,10 @@ class DictBackend:
 
 def front_metrics(arch):
     """Accuracy from the width only, latency from width x heads: more heads are dominated."""
-    return {"accuracy": 1 - 10 / arch["hidden_size"], "latency": arch["hidden_size"] * arch["num_attention_heads"] / 100}
+    return {
+        "accuracy": 1 - 10 / arch["hidden_size"],
+        "latency": arch["hidden_size"] * arch["num_attention_heads"] / 100,
+    }
 
 
 def run(tmp_path, backend=None, teacher=None, metrics=synthetic_metrics, **output):
@@ -63,9 +65,7 @@ def run(tmp_path, backend=None, teacher=None, metrics=synthetic_metrics, **outpu
         return {**model, "trained": True}  # advanced mode: train_func returns the trained model
 
     agent.train_func = train
-    agent.eval_func = lambda model: (
-        metrics(model["arch"]) if "arch" in model else {"accuracy": 0.99, "latency": 20.0}
-    )
+    agent.eval_func = lambda model: metrics(model["arch"]) if "arch" in model else {"accuracy": 0.99, "latency": 20.0}
     agent.backend = backend
     agent.teacher = teacher
     agent.show_progress = False

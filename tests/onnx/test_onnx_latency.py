@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-from conftest import tiny_bert, token_batch
-
 import autokd
+import pytest
 from autokd import EvalContext
+from conftest import tiny_bert, token_batch
 
 
 @pytest.mark.parametrize("name", ["onnx_latency", "onnx_latency_int8"])

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
-
 import autokd
+import numpy as np
 
 
 def search(tmp_path, builder, eval_func, example_inputs=None):

@@ -55,10 +55,9 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     import autokd
-
-    from . import task
     from autokd.report import write_report
 
+    from . import task
     from .report import arch_label, comparison_table
 
     log = logging.getLogger("autokd.minilm")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-
 _SHORT = {"num_hidden_layers": "L", "hidden_size": "H", "num_attention_heads": "A", "intermediate_size": "F"}
 
 

@@ -97,13 +97,13 @@ def measure_latency(model: Any, example_inputs: Any = None, **options: Any) -> L
     framework = detect_framework(model, "latency")
     backend = _backend(framework)
     inputs = _inputs(model, backend, example_inputs, opts, "latency")
-    measure_kwargs = dict(
-        warmup=opts["warmup"],
-        repeats=opts["repeats"],
-        threads=opts["threads"],
-        max_seconds=opts["max_seconds"],
-        min_seconds=opts["min_seconds"],
-    )
+    measure_kwargs = {
+        "warmup": opts["warmup"],
+        "repeats": opts["repeats"],
+        "threads": opts["threads"],
+        "max_seconds": opts["max_seconds"],
+        "min_seconds": opts["min_seconds"],
+    }
     if framework == "tensorflow":
         measure_kwargs["explicit_threads"] = explicit_threads
     wall, cpu, calls, threads, stats = _run(
