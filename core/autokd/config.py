@@ -34,20 +34,20 @@ from .output import OutputConfig, check_output
 from .space import SearchSpace, SearchSpaceError
 
 __all__ = [
-    "AutoDistillationConfig",
     "Config",
-    "Constraint",
-    "DataConfig",
-    "DistillationConfig",
-    "DistillationStagesConfig",
-    "EvaluationConfig",
-    "LayerMapping",
     "ModelConfig",
-    "OutputConfig",
     "SearchConfig",
-    "Stage",
-    "TeacherCacheConfig",
+    "DistillationStagesConfig",
+    "AutoDistillationConfig",
     "TrainConfig",
+    "TeacherCacheConfig",
+    "DistillationConfig",
+    "EvaluationConfig",
+    "DataConfig",
+    "LayerMapping",
+    "OutputConfig",
+    "Stage",
+    "Constraint",
     "load_config",
 ]
 

@@ -46,7 +46,8 @@ def known_direction(metric: str) -> bool | None:
         return declared
     name = metric.lower()
     for prefix in ("eval_", "test_", "val_", "validation_"):
-        name = name.removeprefix(prefix)
+        if name.startswith(prefix):
+            name = name[len(prefix):]
     if name in _LOWER or name.endswith("_loss") or name.endswith("_latency"):
         return False
     if name in _HIGHER or any(name.endswith("_" + h) for h in _HIGHER):

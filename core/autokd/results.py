@@ -19,7 +19,7 @@ import attrs
 from .advisor import Objective
 from .config import Constraint
 
-__all__ = ["ResultStore", "TrialRecord", "dominates", "pareto_front", "select_best"]
+__all__ = ["TrialRecord", "ResultStore", "pareto_front", "select_best", "dominates"]
 
 log = logging.getLogger("autokd")
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import attrs
 from autokd import ConfigError
 
-__all__ = ["DEFAULT_SEQ_LEN", "INPUT_SEED", "CallInputs", "TensorOps", "map_leaves", "resolve_inputs"]
+__all__ = ["CallInputs", "TensorOps", "resolve_inputs", "map_leaves", "DEFAULT_SEQ_LEN", "INPUT_SEED"]
 
 DEFAULT_SEQ_LEN = 128
 # Token ids of built inputs come from this seed: every trial is measured on the same batch.
