@@ -6,8 +6,13 @@ reported latency across rounds, and whether the three sizes ranked right every r
     python benchmarks/latency_stability.py                       # PyTorch, 10 rounds
     python benchmarks/latency_stability.py --framework tensorflow # in a TF env (threads pinned)
     python benchmarks/latency_stability.py --seq-len 64 --repeats 20 --threads 2
+    python benchmarks/latency_stability.py --same L2-H128 --seq-len 16   # issue #16's check
 
 Exits 1 if any round ranked the sizes wrong.
+
+``--same SIZE`` instead calls the evaluator ``--rounds`` times in a row on one model and
+prints the CV of what it reports (the low-quantile estimate) next to the CV of the median
+of the same samples (what it reported before #16), with the machine's load average.
 """
 
 from __future__ import annotations
@@ -52,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=None, help="evaluator default if left out")
     parser.add_argument("--repeats", type=int, default=None, help="evaluator default if left out")
     parser.add_argument("--threads", type=int, default=None, help="evaluator default if left out")
+    parser.add_argument("--min-seconds", type=float, default=None, help="evaluator default if left out")
+    parser.add_argument("--max-seconds", type=float, default=None, help="evaluator default if left out")
+    parser.add_argument(
+        "--same",
+        choices=["MLP", *(name for name, _ in SIZES)],
+        help="--rounds calls in a row on one model (MLP: 192-768-192, batch 8, ~0.2-0.4 ms here)",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -59,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     from autokd import EvalContext
 
     options = {"batch_size": args.batch_size, "seq_len": args.seq_len}
-    for name in ("warmup", "repeats", "threads"):
+    for name in ("warmup", "repeats", "threads", "min_seconds", "max_seconds"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
 
@@ -68,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         # evaluator's thread count (default 1) so both frameworks are measured alike.
         default_threads = next(o.default for o in autokd_latency.OPTIONS["latency"] if o.name == "threads")
         autokd_latency.pin_tensorflow_threads(args.threads or default_threads)
+
+    if args.same:
+        return same_model(args, options)
 
     models = [(name, build(args.framework, overrides)) for name, overrides in SIZES]
     flops = {
@@ -129,6 +144,50 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "yes" if right == args.rounds else "no"
     print(f"ranking right every round: {verdict} ({right}/{args.rounds})")
     return 0 if right == args.rounds else 1
+
+
+def same_model(args, options: dict) -> int:
+    """``--rounds`` evaluator calls in a row on one model: the CV of the reported latency
+    (the low-quantile estimate) and of the median of the same samples."""
+    import autokd_latency
+    from autokd import EvalContext
+
+    if args.same == "MLP":
+        import torch
+
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(192, 768), torch.nn.GELU(), torch.nn.Linear(768, 192)).eval()
+        options = {k: v for k, v in options.items() if k not in ("batch_size", "seq_len")}
+        example = torch.randn(8, 192)
+    else:
+        model = build(args.framework, dict(SIZES)[args.same])
+        example = None
+    load_before = os.getloadavg()
+    reported, medians, rounds, drifts = [], [], [], []
+    for call in range(args.rounds):
+        context = EvalContext(example_inputs=example, options=dict(options))
+        reported.append(autokd_latency.latency(model, context))
+        extras = context.extras["latency"]
+        medians.append(extras["median_ms"])
+        rounds.append(extras["rounds"])
+        drifts.append(extras["drift"] or 0.0)
+        print(
+            f"call {call + 1:2d}: latency {reported[-1]:.3f} ms  (median of samples {medians[-1]:.3f} ms, "
+            f"{extras['samples']} samples in {extras['rounds']} rounds, {extras['elapsed_s']:.2f} s, "
+            f"drift {'n/a' if extras['drift'] is None else format(extras['drift'], '.1%')})",
+            flush=True,
+        )
+    print()
+    print(
+        f"{args.framework} {args.same}, "
+        + ("batch 8 x 192 features" if args.same == "MLP" else f"batch {args.batch_size} x {args.seq_len} tokens")
+        + "; load average "
+        f"{load_before[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(f"reported latency (low quantile): median {statistics.median(reported):.3f} ms, CV {_cv(reported):.1%}")
+    print(f"median of samples (before #16):  median {statistics.median(medians):.3f} ms, CV {_cv(medians):.1%}")
+    print(f"ratio of CVs (reported / median): {_cv(reported) / _cv(medians):.2f}")
+    return 0
 
 
 if __name__ == "__main__":

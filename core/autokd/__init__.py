@@ -31,6 +31,7 @@ from .errors import AutoKDError, ConfigError, PluginError, UnknownNameError
 from .evaluation import EvalContext, known_direction
 from .executor import Executor, LocalExecutor, TrialTask
 from .hookspecs import hookimpl, hookspec
+from .output import OutputConfig, SaveContext
 from .plugins import registry
 from .results import ResultStore, TrialRecord, pareto_front, select_best
 from .runner import FatalSearchError, TrialRunner
@@ -56,9 +57,11 @@ __all__ = [
     "LayerMapping",
     "LocalExecutor",
     "Objective",
+    "OutputConfig",
     "PluginError",
     "RandomAdvisor",
     "ResultStore",
+    "SaveContext",
     "SearchConfig",
     "SearchExhausted",
     "SearchFunctions",

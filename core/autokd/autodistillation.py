@@ -32,6 +32,7 @@ from .errors import ConfigError, StoreError, UnknownNameError
 from .executor import Executor, TrialNumbers, TrialTask
 from .final import choose_final, final_budget
 from .front import IncrementalFront
+from .output import check_output_plugins, save_outputs, students_to_save
 from .plugins import registry
 from .results import ResultStore, TrialRecord, check_resume
 from .runner import FatalSearchError, TrialRunner, accepts_budget, budget_refusal
@@ -93,6 +94,12 @@ class AutoDistillation:
         self.sync_interval_s = 1.0
         self.runner: TrialRunner | None = None
         self.executor: Executor | None = None
+        # Saving the students (output.save): the backend that saves them, the teacher
+        # they are compared with (set by autokd run and the backends' entry points).
+        self.backend: Any = None
+        self.teacher: Any = None
+        self.teacher_metrics: dict | None = None
+        self.saved_students: list[str] = []
         self._advisor: Advisor | None = None
         self._advisor_who: str | None = None
         # The loop's own fallback proposals draw from their own RNG, never the global one.
@@ -299,6 +306,7 @@ class AutoDistillation:
         self._store = store = ResultStore(self.output_dir)
         if self.train_func is not None and self._needs_budget() and not accepts_budget(self.train_func):
             raise ConfigError(self._budget_refusal(self.train_func), self.config.source)
+        check_output_plugins(self.config.output, self.framework)
         with store.lock():  # one run per output directory (StoreError naming the holder's pid)
             return self._search_locked(store, resume)
 
@@ -337,6 +345,7 @@ class AutoDistillation:
             self.executor.shutdown(cancel=True)
             raise
         else:
+            self.saved_students = save_outputs(self, self._models_to_save())
             self.executor.shutdown(cancel=False)
         finally:
             # Even after Ctrl-C or an error: summary.json always matches trials.jsonl.
@@ -501,6 +510,14 @@ class AutoDistillation:
         """The TensorFlow code path's name for :meth:`search_loop` (``model_cls`` is used
         by backends that build models themselves)."""
         return self.search_loop(output_dir, resume=resume)
+
+    def _models_to_save(self) -> dict[int, Any]:
+        """trial -> trained model of every student ``output.save`` asks for that this
+        process holds (with ``processes`` / ``ray`` the models stay in the workers: only
+        their metrics.json and model card are written)."""
+        chosen = students_to_save(self.search_result, self.objectives, self.constraints, self.config.output.save)
+        models = {r.trial: self.trained_model(r.candidate_number) for r, _ in chosen}
+        return {trial: model for trial, model in models.items() if model is not None}
 
     def trained_model(self, candidate: int) -> Any:
         """The trained model of ``candidate`` (its latest evaluation) if this process

@@ -17,13 +17,15 @@ __all__ = ["Backend", "SearchFunctions"]
 
 @attrs.frozen
 class SearchFunctions:
-    """What a search run needs; ``example_inputs`` and ``eval_data`` feed evaluators."""
+    """What a search run needs; ``example_inputs`` and ``eval_data`` feed evaluators;
+    ``teacher`` (when the backend loaded one) is measured for the saved students' cards."""
 
     model_builder: Callable[[dict], Any]
     train_func: Callable[[Any], Any]
     eval_func: Callable[[Any], Any]
     example_inputs: Any = None
     eval_data: Any = None
+    teacher: Any = None
 
 
 @runtime_checkable
@@ -40,4 +42,16 @@ class Backend(Protocol):
         eval_func: Callable | None = None,
     ) -> SearchFunctions:
         """Functions for a search run of ``config``; the given ones are kept as they are."""
+        ...
+
+    def save_student(self, model: Any, directory: str, *, record, context) -> dict:
+        """Save a trained student in ``directory`` (which exists and is empty), in the
+        framework's own loadable format, never a pickle.
+
+        :param record: the student's :class:`autokd.TrialRecord`.
+        :param context: an :class:`autokd.output.SaveContext` (the config, the teacher,
+            example inputs, ``evaluate``).
+        :returns: what was saved, for ``metrics.json`` and the model card: ``format``,
+            ``files`` (paths relative to ``directory``) and ``load`` (a Python snippet).
+        """
         ...

@@ -18,7 +18,7 @@ import attrs
 
 from .errors import AutoKDError, ConfigError, StoreError, UnknownNameError
 
-__all__ = ["main", "import_string", "run_config"]
+__all__ = ["import_string", "main", "run_config"]
 
 log = logging.getLogger("autokd")
 
@@ -102,11 +102,11 @@ def run_config(
     for field, spec in (("data.train", config.data.train), ("data.eval", config.data.eval)):
         if spec:
             import_string(spec, field, callable_=True)
-    teacher = config.model.teacher
-    if teacher and ":" in teacher and not os.path.isdir(teacher):  # else a model folder the backend loads
-        import_string(teacher, "model.teacher", callable_=True)
+    teacher_spec = config.model.teacher
+    if teacher_spec and ":" in teacher_spec and not os.path.isdir(teacher_spec):  # else a folder the backend loads
+        import_string(teacher_spec, "model.teacher", callable_=True)
 
-    example_inputs = eval_data = None
+    example_inputs = eval_data = teacher = backend = None
     if user_builder is None or train_func is None or eval_func is None:
         framework = config.model.framework
         try:
@@ -125,7 +125,7 @@ def run_config(
             config, output_dir=output_dir, model_builder=user_builder, train_func=train_func, eval_func=eval_func
         )
         user_builder, train_func, eval_func = functions.model_builder, functions.train_func, functions.eval_func
-        example_inputs, eval_data = functions.example_inputs, functions.eval_data
+        example_inputs, eval_data, teacher = functions.example_inputs, functions.eval_data, functions.teacher
 
     agent = AutoDistillation(user_builder, config)
     agent.train_func = train_func
@@ -133,6 +133,7 @@ def run_config(
     agent.example_inputs = example_inputs
     agent.eval_data = eval_data
     agent.show_progress = progress
+    agent.backend, agent.teacher = backend, teacher
     agent.search_loop(output_dir, resume=resume)
     return agent
 
@@ -152,27 +153,13 @@ def format_report(output_dir: str) -> str:
     Reads only: the store is never repaired or rewritten here. The front and the best
     trial are computed from ``trials.jsonl`` (``summary.json`` may be stale after a
     kill); ``summary.json`` gives only the objectives and constraints."""
-    from .advisor import Objective
-    from .config import Constraint
-    from .results import ResultStore, pareto_front, select_best
+    from .report import load_view
 
-    store = ResultStore(output_dir)
-    if not os.path.isdir(store.output_dir):
-        raise StoreError(f"{store.output_dir}: no such output directory")
-    records = store.load(repair=False)
-    summary = store.read_summary() or {}
-    if not records:
-        raise AutoKDError(f"{store.trials_path}: no trials recorded")
+    view = load_view(output_dir)  # reads only; front and chosen trial recomputed from trials.jsonl
+    records, objectives = view.records, view.objectives
     arch_keys = list(dict.fromkeys(k for r in records for k in r.arch))
     metric_keys = list(dict.fromkeys(k for r in records for k in r.metrics if not isinstance(r.metrics[k], dict | list)))
-    try:
-        objectives = [Objective(str(o["name"]), bool(o["higher_is_better"])) for o in summary.get("objectives", [])]
-        constraints = [Constraint.parse(c) for c in summary.get("constraints", [])]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StoreError(f"{store.summary_path}: unreadable objectives or constraints ({exc})") from None
-    front = {r.trial for r in pareto_front(records, objectives)} if objectives else set()
-    best_record, feasible = select_best(records, objectives, constraints) if objectives else (None, True)
-    best = None if best_record is None else best_record.trial
+    front, best = {r.trial for r in view.front}, (view.best.trial if view.best is not None else None)
     header = ["trial", *arch_keys, *metric_keys, "status", "time_s", ""]
     rows = []
     for r in records:
@@ -189,18 +176,24 @@ def format_report(output_dir: str) -> str:
     if objectives:
         lines.append("objectives: " + ", ".join(f"{o.name} ({'higher' if o.higher_is_better else 'lower'} is better)" for o in objectives))
     else:
-        lines.append(f"objectives: unknown ({store.summary_path} is missing): no front or best")
+        lines.append(f"objectives: unknown ({os.path.join(output_dir, 'summary.json')} is missing): no front or best")
     lines.append(f"pareto front: trials {sorted(front)}")
-    if best_record is not None:
-        note = "" if feasible or not constraints else " (no trial meets the constraints)"
-        lines.append(f"best trial {best}: {best_record.arch}{note}")
+    if view.best is not None:
+        note = "" if view.best_feasible or not view.constraints else " (no trial meets the constraints)"
+        lines.append(f"best trial {best}: {view.best.arch}{note}")
     return "\n".join(lines)
 
 
 def _report_command(output_dirs: list[str], merged_dir: str | None) -> None:
-    """One output dir: its report. Several: merged into one (``autokd.merge``), then reported."""
+    """One output dir: its report, and ``report/pareto.png`` + ``report/index.html`` in it.
+    Several: merged into one (``autokd.merge``), then reported (the pictures only when
+    the merged trials are kept with ``--merged-dir``)."""
+    from .report import MATPLOTLIB_HINT, write_report
+
     if len(output_dirs) == 1 and merged_dir is None:
         print(format_report(output_dirs[0]))
+        written = write_report(output_dirs[0])
+        print(MATPLOTLIB_HINT if written is None else "wrote " + ", ".join(written))
         return
     import tempfile
 
@@ -210,6 +203,9 @@ def _report_command(output_dirs: list[str], merged_dir: str | None) -> None:
         merged = merge_output_dirs(output_dirs, merged_dir or tmp)
         print(format_report(merged.output_dir))
         print(merged.legend())
+        if merged_dir is not None:
+            written = write_report(merged.output_dir)
+            print(MATPLOTLIB_HINT if written is None else "wrote " + ", ".join(written))
 
 
 def format_plugins() -> str:

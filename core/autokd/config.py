@@ -33,6 +33,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 from .advisor import Objective
 from .errors import ConfigError
 from .evaluation import metric_value
+from .output import OutputConfig, check_output
 from .space import SearchSpace, SearchSpaceError
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "EvaluationConfig",
     "DataConfig",
     "LayerMapping",
+    "OutputConfig",
     "Stage",
     "Constraint",
     "load_config",
@@ -432,6 +434,7 @@ class Config:
     train: TrainConfig = attrs.field(factory=TrainConfig)
     evaluation: EvaluationConfig = attrs.field(factory=EvaluationConfig)
     data: DataConfig = attrs.field(factory=DataConfig)
+    output: OutputConfig = attrs.field(factory=OutputConfig)
     source: str | None = attrs.field(default=None, eq=False)
 
     @property
@@ -1214,9 +1217,12 @@ def _parse_document(doc: Any, source: str | None) -> Config:
     if model.builder is not None and ":" not in model.builder and not model.builder.isidentifier():
         problems.append(f"model.builder: {model.builder!r} is neither a registered builder name nor 'module:function'")
 
+    output = _structure(doc.get("output") or {}, OutputConfig, "output", problems) or OutputConfig()
+    check_output(output, problems)
+
     if problems:
         raise ConfigError(problems, source)
-    return Config(model, auto, distillation, train, evaluation, data, source=source)
+    return Config(model, auto, distillation, train, evaluation, data, output=output, source=source)
 
 
 def load_config(conf: Any, framework: str | None = None) -> Config:

@@ -33,7 +33,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError, UnknownNameError
 
-__all__ = ["registry", "reset", "add_plugin", "Registration", "PluginInfo", "Registry", "PluginWarning"]
+__all__ = ["PluginInfo", "PluginWarning", "Registration", "Registry", "add_plugin", "registry", "reset"]
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 BUILTIN_PLUGIN = "autokd"
@@ -49,7 +49,9 @@ _PROVIDERS: dict[str, dict[str, str]] = {
             "autokd-nevergrad",
         ),
     },
-    "evaluators": dict.fromkeys(["latency", "params", "flops", "model_size"], "autokd-latency"),
+    "evaluators": dict.fromkeys(
+        ["latency", "params", "flops", "model_size", "onnx_latency", "onnx_latency_int8"], "autokd-latency"
+    ),
 }
 _FRAMEWORK_PROVIDERS = {"pytorch": "autokd-torch", "tensorflow": "autokd-tensorflow"}
 

@@ -162,7 +162,7 @@ extra_section: {}
     assert info.value.source == str(path)
     assert sorted(info.value.problems) == sorted(
         [
-            "extra_section: unknown section (known sections: auto_distillation, data, distillation, evaluation, model, train)",
+            "extra_section: unknown section (known sections: auto_distillation, data, distillation, evaluation, model, output, train)",
             "model.framework: 'jax' is not one of ['pytorch', 'tensorflow']",
             "auto_distillation.search.max_trials: expected an integer, got str '10,' (a trailing comma? YAML reads 10, as a string)",
             "auto_distillation.search.bogus: unknown key (known keys here: search_space, search_algorithm, metrics, "

@@ -45,8 +45,15 @@ def test_result_files_are_present_and_well_formed(smoke_run):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["best_model_arch"] in [t["arch"] for t in trials]
     assert [o["name"] for o in summary["objectives"]] == ["fidelity", "latency"]
-    png = (out / "pareto.png").read_bytes()
+    png = (out / "report" / "pareto.png").read_bytes()  # autokd.report, as `autokd report` writes it
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    page = (out / "report" / "index.html").read_text()
+    assert all(f'<td data-v="{t["trial"]}">' in page for t in trials)
+    # the saved student's metrics and model card, against the teacher
+    info = json.loads((out / "best" / "metrics.json").read_text())
+    assert info["trial"] == summary["best_trial"] and info["weights"]["format"] == "sentence-transformers"
+    assert info["teacher_metrics"]["fidelity"] == pytest.approx(1.0, abs=1e-5)
+    assert "| fidelity |" in (out / "best" / "README.md").read_text()
     # the closing table: teacher and best student side by side
     assert "teacher all-MiniLM-L6-v2" in result.stdout and "| student (trial" in result.stdout
     assert f"{TEACHER_PARAMS:,}" in result.stdout

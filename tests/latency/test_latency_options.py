@@ -61,6 +61,8 @@ def test_defaults_fill_in():
         "warmup": 5,
         "repeats": 30,
         "threads": 1,
+        "min_seconds": 1.0,
+        "max_seconds": 3.0,
     }
     assert validate_options("flops", {"batch_size": 4}) == {"batch_size": 4, "seq_len": None, "ops": "all"}
     assert validate_options("params", None) == {"trainable_only": False}
@@ -72,7 +74,7 @@ def test_unknown_option_names_the_accepted_ones_and_the_close_match():
         validate_options("latency", {"repeat": 3})
     assert str(info.value) == (
         "invalid configuration: evaluation.latency.repeat: unknown option "
-        "(accepted: batch_size, seq_len, warmup, repeats, threads); did you mean 'repeats'?"
+        "(accepted: batch_size, seq_len, warmup, repeats, threads, min_seconds, max_seconds); did you mean 'repeats'?"
     )
 
 
@@ -192,3 +194,65 @@ def test_the_garbage_collector_is_restored():
     assert gc.isenabled()
     _timing.time_calls(lambda: None, warmup=0, repeats=2)
     assert gc.isenabled()
+
+
+# --- the robust estimate (issue #16) ------------------------------------------------------
+
+
+def test_the_estimate_is_the_median_of_the_fastest_one_percent():
+    # 1000 samples of 1..1000 ms: the fastest 1% are 1..10 ms, their median 5.5 ms
+    assert _timing.low_estimate([t / 1000 for t in range(1000, 0, -1)]) == pytest.approx(5.5 / 1000)
+    # fewer than 300 samples: the fastest 3
+    assert _timing.low_estimate([0.009, 0.001, 0.007, 0.002, 0.003, 0.030]) == pytest.approx(0.002)
+    result = _timing.summarize([t / 1000 for t in (9, 1, 7, 2, 3, 30)], warmup=0, calls_per_repeat=1)
+    assert result.latency_ms == pytest.approx(2.0) and result.median_ms == pytest.approx(5.0)
+
+
+class FakeClock:
+    """``time.perf_counter`` of the timing loop, advanced only by the timed calls: the
+    rounds' stopping rule is tested without the machine's noise."""
+
+    def __init__(self, monkeypatch):
+        self.now = 0.0
+        monkeypatch.setattr(_timing.time, "perf_counter", lambda: self.now)
+
+
+def test_rounds_stop_once_the_estimate_settles(monkeypatch):
+    clock = FakeClock(monkeypatch)
+
+    def steady():  # 2 ms every call: the estimate cannot drop, so the first check stops
+        clock.now += 0.002
+
+    wall, cpu, calls, stats = _timing.measure_adaptive(steady, warmup=0, repeats=30, max_seconds=30, min_seconds=0)
+    assert stats["rounds"] == _timing.MIN_SAMPLES // 30
+    assert len(wall) == _timing.MIN_SAMPLES and calls == 1
+    assert stats["drift"] == pytest.approx(0, abs=1e-9) and stats["latency_ms"] == pytest.approx(2.0)
+    # and the rounds last min_seconds: 17 rounds of 30 x 2 ms pass 1 s
+    assert _timing.measure_adaptive(steady, warmup=0, repeats=30, min_seconds=1.0)[3]["rounds"] == 17
+
+
+def test_rounds_go_on_while_the_estimate_drops_until_the_time_limit(monkeypatch):
+    clock = FakeClock(monkeypatch)
+    delay = [0.004]
+
+    def faster():  # each call 0.1% faster than the last: the estimate never settles
+        clock.now += delay[0]
+        delay[0] *= 0.999
+
+    wall, cpu, calls, stats = _timing.measure_adaptive(faster, warmup=0, repeats=100, max_seconds=2.0)
+    assert stats["rounds"] == 7 and stats["drift"] > _timing.SETTLE_TOLERANCE
+    assert stats["elapsed_s"] >= 2.0
+    assert stats["latency_ms"] == pytest.approx(_timing.low_estimate(wall) * 1e3)
+
+
+def test_a_dropping_estimate_settles_once_doubling_the_samples_finds_nothing_faster(monkeypatch):
+    clock = FakeClock(monkeypatch)
+    delays = iter([0.004] + [0.003] * 200 + [0.001] * 10_000)  # the calibration call, then 2 rounds at 3 ms
+
+    def call():
+        clock.now += next(delays)
+
+    wall, cpu, calls, stats = _timing.measure_adaptive(call, warmup=0, repeats=100, max_seconds=30, min_seconds=0)
+    # from round 3 on the estimate is 1 ms; it holds once half the samples (300 of 600)
+    # were already at 1 ms, in round 6
+    assert stats["rounds"] == 6 and stats["latency_ms"] == pytest.approx(1.0) and stats["drift"] == pytest.approx(0, abs=1e-9)

@@ -86,7 +86,7 @@ def test_a_search_measures_and_records_every_hardware_metric(framework, tmp_path
         assert metrics["flops"] == matmul + bias_adds
         assert metrics["model_size"] == 4 * params / 1e6
         assert metrics["latency"] > 0
-        assert extras["latency"]["median_ms"] == metrics["latency"]
+        assert extras["latency"]["latency_ms"] == metrics["latency"]
         assert extras["latency"]["repeats"] == 3 and extras["latency"]["batch_size"] == BATCH
         assert extras["latency"]["input_shapes"] == {"0": [BATCH, IN_FEATURES]}
         assert extras["params"] == {"trainable": params, "total": params, "framework": framework}
@@ -104,7 +104,7 @@ def test_a_bad_evaluator_option_stops_the_search_with_its_path(tmp_path):
     agent.show_progress = False
     with pytest.raises(autokd.AutoKDError) as info:
         agent.search_loop(tmp_path)
-    assert "evaluation.latency.repeat: unknown option (accepted: batch_size, seq_len, warmup, repeats, threads)" in str(
+    assert "evaluation.latency.repeat: unknown option (accepted: batch_size, seq_len, warmup, repeats, threads, min_seconds, max_seconds)" in str(
         info.value
     )
     assert not (tmp_path / "trials.jsonl").exists() or (tmp_path / "trials.jsonl").read_text() == ""

@@ -193,13 +193,16 @@ def test_model_size_counts_persistent_buffers_in_their_dtype():
 # --- latency ----------------------------------------------------------------------------
 
 
-def test_latency_is_a_positive_finite_median_with_its_spread_recorded():
+def test_latency_is_a_positive_finite_low_quantile_with_its_spread_recorded():
     context = EvalContext(example_inputs=torch.randn(4, 64), options={"repeats": 7, "warmup": 2})
     value = autokd_latency.latency(mlp(32), context)
     record = context.extras["latency"]
     assert math.isfinite(value) and value > 0
-    assert value == record["median_ms"]
+    assert value == record["latency_ms"]
+    assert record["min_ms"] <= value <= record["median_ms"]
     assert record["min_ms"] <= record["q1_ms"] <= record["median_ms"] <= record["q3_ms"] <= record["max_ms"]
+    assert record["samples"] == 7 * record["rounds"] and record["rounds"] >= 1
+    assert record["elapsed_s"] > 0 and (record["drift"] is None or record["drift"] >= -1)
     assert record["iqr_ms"] == pytest.approx(record["q3_ms"] - record["q1_ms"])
     assert record["cv"] >= 0
     assert (record["repeats"], record["warmup"], record["threads"], record["batch_size"]) == (7, 2, 1, 4)

@@ -210,7 +210,11 @@ def test_advanced_mode_uses_the_users_functions(tmp_path):
         == built
         == [{"hidden_size": 8, "intermediate_size": 12}, {"hidden_size": 16, "intermediate_size": 12}]
     )
-    assert [t["metrics"] for t in trials] == returned
+    # then, for the saved student's card, the same eval function measures the teacher
+    assert [t["metrics"] for t in trials] == returned[:-1]
+    assert returned[-1]["params"] == sum(p.numel() for p in teacher.parameters())
+    card_teacher = json.loads((tmp_path / "search" / "best" / "metrics.json").read_text())["teacher_metrics"]
+    assert card_teacher == returned[-1]
     assert trials[0]["metrics"]["params"] < trials[1]["metrics"]["params"]
     assert best in built
     front = trainer.autodistillation_agent.pareto_front

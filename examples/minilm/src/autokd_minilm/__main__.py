@@ -1,7 +1,8 @@
 """``autokd-minilm``: the AutoDistillation search that compresses all-MiniLM-L6-v2.
 
-Writes to the output directory: ``trials.jsonl``, ``summary.json``, ``pareto.png``,
-the best student in ``best/`` (sentence-transformers layout, with its tokenizer) and
+Writes to the output directory: ``trials.jsonl``, ``summary.json``, ``report/pareto.png``
+and ``report/index.html`` (``autokd report``'s), the best student in ``best/``
+(sentence-transformers layout, with its tokenizer, ``metrics.json`` and a model card) and
 prints the teacher and the best student side by side.
 """
 
@@ -54,9 +55,10 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     import autokd
+    from autokd.report import write_report
 
     from . import task
-    from .report import comparison_table, plot_pareto
+    from .report import arch_label, comparison_table
 
     log = logging.getLogger("autokd.minilm")
     started = time.perf_counter()
@@ -98,18 +100,19 @@ def _run(args) -> int:
     latency_options = config.evaluation.options_for("latency")
     agent.example_inputs = task.latency_inputs(latency_options.get("batch_size", 8))
     agent.show_progress = not args.no_progress
+    agent.teacher = task.load_teacher()  # output.save: its tokenizer and metrics go beside best/
     agent.search_loop(out, resume=args.resume)
 
     best = next((r for r in agent.search_result if r.arch == agent.best_model_arch), None)
     if best is None:
         log.error("no trial succeeded; see %s", os.path.join(out, "trials.jsonl"))
         return 1
-    best_dir = os.path.join(out, "best")
-    if os.path.exists(best_dir):
-        shutil.rmtree(best_dir)
-    shutil.copytree(task.student_dir(out, best.arch), best_dir)
-    label = f"latency: ms per batch of {latency_options.get('batch_size', 8)} ({latency_options.get('threads', 1)} thread)"
-    plot_pareto(agent.search_result, agent.pareto_front, best, os.path.join(out, "pareto.png"), label)
+    best_dir = os.path.join(out, "best")  # saved by the search (output.save), with metrics.json and README.md
+    if not os.path.exists(os.path.join(best_dir, "modules.json")):  # e.g. resumed: the student is from EvalFunc
+        if os.path.exists(best_dir):
+            shutil.rmtree(best_dir)
+        shutil.copytree(task.student_dir(out, best.arch), best_dir)
+    write_report(out, arch_label=arch_label)  # report/pareto.png and report/index.html
 
     teacher_row = _teacher_metrics(agent, task)
     student_row = dict(best.metrics)
@@ -130,7 +133,7 @@ def _run(args) -> int:
     with open(os.path.join(out, "comparison.md"), "w", encoding="utf-8") as fh:
         fh.write(f"{table}\n\n{note}\n")
     print(f"\n{len(agent.search_result)} trials in {time.perf_counter() - started:.0f} s; results in {out} "
-          f"(trials.jsonl, summary.json, pareto.png, best/)")
+          f"(trials.jsonl, summary.json, report/pareto.png, report/index.html, best/)")
     return 0
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 from autokd import ConfigError
 
-__all__ = ["Option", "OPTIONS", "validate_options"]
+__all__ = ["OPTIONS", "Option", "validate_options"]
 
 
 def _positive_int(value: Any) -> str | None:
@@ -22,6 +22,18 @@ def _positive_int(value: Any) -> str | None:
 def _non_negative_int(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return f"expected an integer >= 0, got {value!r}"
+    return None
+
+
+def _positive_number(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        return f"expected a positive number, got {value!r}"
+    return None
+
+
+def _non_negative_number(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        return f"expected a number >= 0, got {value!r}"
     return None
 
 
@@ -71,13 +83,16 @@ OPTIONS: dict[str, tuple[Option, ...]] = {
         _BATCH_SIZE,
         _SEQ_LEN,
         Option("warmup", 5, _non_negative_int, "untimed calls before timing"),
-        Option("repeats", 30, _positive_int, "timed samples; the metric is their median"),
+        Option("repeats", 30, _positive_int, "timed samples per round; rounds go on until the estimate settles"),
         Option(
             "threads",
             1,
             _positive_int,
-            "intra-op threads during the measurement (torch.set_num_threads; TensorFlow: see the docs)",
+            "intra-op threads during the measurement (torch.set_num_threads; TensorFlow: see the docs; "
+            "ONNX Runtime: the session's intra_op_num_threads)",
         ),
+        Option("min_seconds", 1.0, _non_negative_number, "the rounds last at least this long (spells of contention)"),
+        Option("max_seconds", 3.0, _positive_number, "time limit of the rounds (the estimate may not have settled)"),
     ),
     "params": (Option("trainable_only", False, _boolean, "return the trainable count instead of the total"),),
     "flops": (
@@ -94,6 +109,9 @@ OPTIONS: dict[str, tuple[Option, ...]] = {
     ),
     "model_size": (),
 }
+# The ONNX Runtime latencies take the same options and follow the same timing rules.
+OPTIONS["onnx_latency"] = OPTIONS["latency"]
+OPTIONS["onnx_latency_int8"] = OPTIONS["latency"]
 
 
 def validate_options(evaluator: str, options: Mapping[str, Any] | None) -> dict[str, Any]:

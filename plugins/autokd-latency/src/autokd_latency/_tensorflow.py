@@ -19,17 +19,17 @@ from autokd import AutoKDError, ConfigError
 from tensorflow.python.framework import ops as tf_ops
 
 from ._inputs import CallInputs
-from ._timing import time_calls
+from ._timing import measure_adaptive
 
 __all__ = [
     "OPS",
-    "forward_of",
-    "measure",
     "count_flops",
     "count_params",
-    "weights_bytes",
-    "runtime_threads",
+    "forward_of",
+    "measure",
     "pin_threads",
+    "runtime_threads",
+    "weights_bytes",
 ]
 
 
@@ -138,13 +138,30 @@ def _threads_for(threads: int, explicit: bool) -> int | None:
 # --- latency ----------------------------------------------------------------------------
 
 
-def measure(model: Any, inputs: CallInputs, *, warmup: int, repeats: int, threads: int, explicit_threads: bool):
-    """(wall and CPU seconds per call of each sample, calls per sample, threads used)."""
+def measure(
+    model: Any,
+    inputs: CallInputs,
+    *,
+    warmup: int,
+    repeats: int,
+    threads: int,
+    explicit_threads: bool,
+    max_seconds: float,
+    min_seconds: float,
+):
+    """(wall and CPU seconds per call of each sample, calls per sample, threads used,
+    the estimate's statistics)."""
     used = _threads_for(threads, explicit_threads)
     concrete = _traced(model, inputs)
     args, kwargs = inputs.args, inputs.kwargs
-    wall, cpu, calls = time_calls(lambda: concrete(*args, **kwargs), warmup=warmup, repeats=repeats)
-    return wall, cpu, calls, used
+    wall, cpu, calls, stats = measure_adaptive(
+        lambda: concrete(*args, **kwargs),
+        warmup=warmup,
+        repeats=repeats,
+        max_seconds=max_seconds,
+        min_seconds=min_seconds,
+    )
+    return wall, cpu, calls, used, stats
 
 
 # --- FLOPs ------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ from autokd import AutoKDError
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_flop_count
 
 from ._inputs import CallInputs, map_leaves
-from ._timing import time_calls
+from ._timing import measure_adaptive
 
-__all__ = ["OPS", "forward_of", "measure", "count_flops", "count_params", "weights_bytes"]
+__all__ = ["OPS", "count_flops", "count_params", "forward_of", "measure", "weights_bytes"]
 
 
 class _TorchOps:
@@ -105,11 +105,23 @@ def _call(model: torch.nn.Module, inputs: CallInputs) -> Callable[[], Any]:
     return lambda: model(*args, **kwargs)
 
 
-def measure(model: torch.nn.Module, inputs: CallInputs, *, warmup: int, repeats: int, threads: int):
-    """(wall and CPU seconds per call of each sample, calls per sample, threads used)."""
+def measure(
+    model: torch.nn.Module,
+    inputs: CallInputs,
+    *,
+    warmup: int,
+    repeats: int,
+    threads: int,
+    max_seconds: float,
+    min_seconds: float,
+):
+    """(wall and CPU seconds per call of each sample, calls per sample, threads used,
+    the estimate's statistics)."""
     with _threads(threads), _inference(model):
-        wall, cpu, calls = time_calls(_call(model, inputs), warmup=warmup, repeats=repeats)
-    return wall, cpu, calls, threads
+        wall, cpu, calls, stats = measure_adaptive(
+            _call(model, inputs), warmup=warmup, repeats=repeats, max_seconds=max_seconds, min_seconds=min_seconds
+        )
+    return wall, cpu, calls, threads, stats
 
 
 # torch <= 2.13's FlopCounterMode has no formula for the fused CPU attention kernel that

@@ -31,7 +31,10 @@ __all__ = [
     "flops",
     "latency",
     "measure_latency",
+    "measure_onnx_latency",
     "model_size",
+    "onnx_latency",
+    "onnx_latency_int8",
     "params",
     "pin_tensorflow_threads",
     "weights_size",
@@ -80,8 +83,9 @@ def _run(evaluator: str, model: Any, inputs: CallInputs | None, ops, work: Calla
 def measure_latency(model: Any, example_inputs: Any = None, **options: Any) -> LatencyResult:
     """Milliseconds per batch of a dedicated inference benchmark.
 
-    Warm-up calls, then ``repeats`` timed samples at a fixed thread count; the result's
-    ``median_ms`` is the latency, the rest is its spread. PyTorch runs the model in eval
+    Warm-up calls, then rounds of ``repeats`` timed samples at a fixed thread count until
+    the estimate settles; the result's ``latency_ms`` is the latency (a low quantile: see
+    :mod:`autokd_latency._timing`), the rest is its spread. PyTorch runs the model in eval
     mode under ``torch.inference_mode``; TensorFlow runs it traced by ``tf.function``.
 
     :param example_inputs: a batch (tensor, tuple of positional arguments or mapping of
@@ -93,15 +97,22 @@ def measure_latency(model: Any, example_inputs: Any = None, **options: Any) -> L
     framework = detect_framework(model, "latency")
     backend = _backend(framework)
     inputs = _inputs(model, backend, example_inputs, opts, "latency")
-    measure_kwargs = dict(warmup=opts["warmup"], repeats=opts["repeats"], threads=opts["threads"])
+    measure_kwargs = {
+        "warmup": opts["warmup"],
+        "repeats": opts["repeats"],
+        "threads": opts["threads"],
+        "max_seconds": opts["max_seconds"],
+        "min_seconds": opts["min_seconds"],
+    }
     if framework == "tensorflow":
         measure_kwargs["explicit_threads"] = explicit_threads
-    wall, cpu, calls, threads = _run(
+    wall, cpu, calls, threads, stats = _run(
         "latency", model, inputs, backend.OPS, lambda: backend.measure(model, inputs, **measure_kwargs)
     )
     return summarize(
         wall,
         cpu,
+        **stats,
         warmup=opts["warmup"],
         calls_per_repeat=calls,
         threads=threads,
@@ -112,11 +123,55 @@ def measure_latency(model: Any, example_inputs: Any = None, **options: Any) -> L
 
 
 def latency(model: Any, context: EvalContext) -> float:
-    """Evaluator ``latency``: median milliseconds per batch (lower is better); the spread
-    goes to ``context.extras['latency']``."""
+    """Evaluator ``latency``: milliseconds per batch (lower is better), a low quantile of
+    the samples; the spread goes to ``context.extras['latency']``."""
     result = measure_latency(model, context.example_inputs, **dict(context.options or {}))
     context.extras["latency"] = result.to_dict()
-    return result.median_ms
+    return result.latency_ms
+
+
+# --- ONNX Runtime latency -----------------------------------------------------------------
+
+
+def measure_onnx_latency(
+    model: Any, example_inputs: Any = None, *, int8: bool = False, **options: Any
+) -> LatencyResult:
+    """:func:`measure_latency` of the model's ONNX export in an ONNX Runtime session
+    (``int8``: its dynamic int8 quantisation); needs ``autokd-latency[onnx]``."""
+    name = "onnx_latency_int8" if int8 else "onnx_latency"
+    return _measure_onnx(model, example_inputs, name, options)[0]
+
+
+def _measure_onnx(model: Any, example_inputs: Any, name: str, options: Any) -> tuple[LatencyResult, dict]:
+    from ._onnx import measure_onnx_latency as measure
+
+    opts = validate_options(name, options)
+    backend = _backend(detect_framework(model, name))
+    inputs = _inputs(model, backend, example_inputs, opts, name)
+    shapes = inputs.shapes(backend.OPS)
+    return _run(
+        name,
+        model,
+        inputs,
+        backend.OPS,
+        lambda: measure(model, inputs, opts, int8=name.endswith("int8"), evaluator=name, shapes=shapes),
+    )
+
+
+def onnx_latency(model: Any, context: EvalContext) -> float:
+    """Evaluator ``onnx_latency``: ``latency`` in ONNX Runtime (fp32 export); the spread
+    and the export's agreement with the model go to ``context.extras['onnx_latency']``."""
+    result, facts = _measure_onnx(model, context.example_inputs, "onnx_latency", dict(context.options or {}))
+    context.extras["onnx_latency"] = {**result.to_dict(), "export": facts}
+    return result.latency_ms
+
+
+def onnx_latency_int8(model: Any, context: EvalContext) -> float:
+    """Evaluator ``onnx_latency_int8``: ``latency`` in ONNX Runtime of the dynamic-int8
+    quantised export."""
+    result, facts = _measure_onnx(model, context.example_inputs, "onnx_latency_int8", dict(context.options or {}))
+    context.extras["onnx_latency_int8"] = {**result.to_dict(), "export": facts}
+    return result.latency_ms
 
 
 # --- parameters -------------------------------------------------------------------------

@@ -18,3 +18,6 @@ def register_evaluators(register):
     register("params", evaluators.params, framework=None, higher_is_better=False)
     register("flops", evaluators.flops, framework=None, higher_is_better=False)
     register("model_size", evaluators.model_size, framework=None, higher_is_better=False)
+    # ONNX Runtime latencies (autokd-latency[onnx]): the export is PyTorch's or tf2onnx's.
+    register("onnx_latency", evaluators.onnx_latency, framework=None, higher_is_better=False)
+    register("onnx_latency_int8", evaluators.onnx_latency_int8, framework=None, higher_is_better=False)

@@ -148,4 +148,10 @@ class TensorFlowBackend:
                 return evaluate(model, eval_data, batch_size=eval_batch_size)
 
         example_inputs = first_inputs(eval_data) if eval_data is not None else None
-        return SearchFunctions(model_builder, train_func, eval_func, example_inputs, eval_data)
+        return SearchFunctions(model_builder, train_func, eval_func, example_inputs, eval_data, teacher=teacher)
+
+    def save_student(self, model: Any, directory: str, *, record, context) -> dict:
+        """Save a trained Keras student (see :mod:`autokd_tensorflow.saving`)."""
+        from .saving import save_student
+
+        return save_student(model, directory, record=record, context=context)

@@ -238,6 +238,7 @@ class TFOptimization:
         agent.framework = "tensorflow"
         agent.train_func = train_func
         agent.eval_func = eval_func
+        agent.teacher = teacher_model  # output.save: the card's teacher metrics
         self.autodistillation_agent = agent
         os.makedirs(self.output_dir, exist_ok=True)
         return agent.search(self.output_dir, model_cls, resume=resume)

@@ -36,6 +36,8 @@ _EXPORTS = {
     "soft_cross_entropy": "losses",
     "mse": "losses",
     "l1": "losses",
+    "load_student": "saving",
+    "save_student": "saving",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -228,7 +228,13 @@ class TorchBackend:
             model_builder = builtin_builder(config, teacher, train_data=train_data)
         batch = example_inputs(train_data if train_data is not None else eval_data, config.train.batch_size)
         log.info("pytorch backend: output in %s", output_dir)
-        return SearchFunctions(model_builder, train_func, eval_func, batch, eval_data)
+        return SearchFunctions(model_builder, train_func, eval_func, batch, eval_data, teacher=teacher)
+
+    def save_student(self, model: Any, directory: str, *, record, context) -> dict:
+        """Save a trained student (see :mod:`autokd_torch.saving`)."""
+        from .saving import save_student
+
+        return save_student(model, directory, record=record, context=context)
 
 
 BACKEND = TorchBackend()

@@ -151,6 +151,7 @@ class Trainer(transformers.Trainer):
         agent.example_inputs = example_inputs(data, batch_size, self.data_collator)
         agent.eval_data = eval_dataset
         agent.show_progress = not self.args.disable_tqdm
+        agent.teacher = teacher_model  # output.save: the card's teacher metrics, its tokenizer
         self.autodistillation_agent = agent
         os.makedirs(self.args.output_dir, exist_ok=True)
         return agent.search_loop(self.args.output_dir, resume=resume)
