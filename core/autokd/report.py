@@ -19,9 +19,8 @@ import attrs
 
 from .advisor import Objective
 from .config import Constraint
-from .errors import AutoKDError
+from .errors import AutoKDError, StoreError
 from .output import CARD_FILE, chosen, record_budget, record_phase
-from .errors import StoreError
 from .results import ResultStore, TrialRecord
 
 __all__ = ["MATPLOTLIB_HINT", "SearchView", "load_view", "write_report"]
