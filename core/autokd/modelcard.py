@@ -69,7 +69,7 @@ def model_card(info: Mapping[str, Any], context, relative: str) -> str:
     phase = info.get("phase", "search")
     lines += [
         "",
-        f"Trial {info['trial']}, phase `{phase}`" + (f", budget {info['budget']:g}" if "budget" in info else "") + ".",
+        f"Trial {info['trial']}, phase `{phase}`" + (f", budget {_budget_text(info['budget'])}" if "budget" in info else "") + ".",
     ]
     lines += ["", "## Metrics", ""]
     lines.append(metrics_table(info["metrics"], info.get("teacher_metrics")))
@@ -107,3 +107,10 @@ def model_card(info: Mapping[str, Any], context, relative: str) -> str:
     ]
     lines.append(f"Saved {today()}.")
     return "\n".join(lines) + "\n"
+
+
+def _budget_text(budget: float | list[float]) -> str:
+    """``1``, or ``[4, 2.5]`` for one fraction per stage."""
+    if isinstance(budget, list | tuple):
+        return "[" + ", ".join(f"{b:g}" for b in budget) + "] of each stage's train_steps"
+    return f"{budget:g}"

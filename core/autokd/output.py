@@ -114,12 +114,17 @@ class SaveContext:
 # --- which trials ------------------------------------------------------------------------
 
 
-def record_budget(record: Any) -> float | None:
-    """The budget fraction a trial trained with (None: the full budget, no fidelity schedule)."""
+def record_budget(record: Any) -> float | list[float] | None:
+    """The budget fraction a trial trained with (None: the full budget, no fidelity
+    schedule; a list, one per stage, for a final distillation given train_steps)."""
     value = getattr(record, "budget", None)
     if value is None:
         value = record.extras.get("budget") if isinstance(record.extras, Mapping) else None
-    return None if value is None else float(value)
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        return [float(v) for v in value]
+    return float(value)
 
 
 def record_phase(record: Any) -> str:
@@ -134,10 +139,14 @@ def finished(records: Sequence[Any]) -> tuple[list, list]:
     only: the loop's rule (the front is the search's full-budget evaluations; the best
     comes from the final distillation when there is one)."""
     final = [r for r in records if r.ok and record_phase(r) == "final"]
-    search = [
-        r for r in records if r.ok and record_phase(r) != "final" and (record_budget(r) is None or record_budget(r) >= 1.0)
-    ]
+    search = [r for r in records if r.ok and record_phase(r) != "final" and _full_budget(record_budget(r))]
     return search, final
+
+
+def _full_budget(budget: float | list[float] | None) -> bool:
+    if budget is None:
+        return True
+    return min(budget) >= 1.0 if isinstance(budget, list) else budget >= 1.0
 
 
 def chosen(records: Sequence[Any], objectives, constraints) -> tuple[list, Any, bool]:

@@ -53,10 +53,8 @@ class SearchView:
         value = raw.get("rung", (raw.get("extras") or {}).get("rung"))
         return None if value is None else int(value)
 
-    def budget(self, record: TrialRecord) -> float | None:
-        raw = self.raw.get(record.trial, {})
-        value = raw.get("budget", (raw.get("extras") or {}).get("budget"))
-        return record_budget(record) if value is None else float(value)
+    def budget(self, record: TrialRecord) -> float | list[float] | None:
+        return record_budget(record)
 
     def phase(self, record: TrialRecord) -> str:
         raw = self.raw.get(record.trial, {})

@@ -127,12 +127,12 @@ def test_save_front_saves_each_front_member_and_keeps_only_their_models(tmp_path
     for trial in front:
         info = json.loads((tmp_path / "out" / "front" / f"trial-{trial}" / "metrics.json").read_text())
         assert info["trial"] == trial and info["metrics"] == agent.search_result[trial].metrics
-    assert set(agent._kept_models) == front  # dominated students were let go during the search
+    assert set(agent.runner.held()) == front  # dominated students were let go during the search
 
 
 def test_save_none_saves_nothing_and_keeps_no_model(tmp_path):
     agent = run(tmp_path, DictBackend(), save="none")
-    assert not (tmp_path / "out" / "best").exists() and agent._kept_models == {} and agent.saved_students == []
+    assert not (tmp_path / "out" / "best").exists() and agent.saved_students == []
 
 
 def test_without_a_backend_metrics_and_card_are_still_written(tmp_path, caplog):
@@ -191,13 +191,14 @@ def test_budgets_and_final_phase_choose_what_is_saved():
 
     objectives = [autokd.Objective("accuracy", True)]
 
-    def rec(trial, acc, **extras):
-        return autokd.TrialRecord(trial, {"h": trial}, {"accuracy": acc}, extras=extras)
+    def rec(trial, acc, **fields):
+        return autokd.TrialRecord(trial, {"h": trial}, {"accuracy": acc}, **fields)
 
     low_budget_best = [rec(0, 0.99, budget=0.25), rec(1, 0.8, budget=1.0), rec(2, 0.7)]
     assert [(r.trial, d) for r, d in students_to_save(low_budget_best, objectives, [], "best")] == [(1, "best")]
     with_final = low_budget_best + [rec(3, 0.75, phase="final", budget=1.0)]
+    # the best comes from the final distillation; the front is the search's full-budget one
     assert [(r.trial, d) for r, d in students_to_save(with_final, objectives, [], "front")] == [
         (3, "best"),
-        (3, os.path.join("front", "trial-3")),
+        (1, os.path.join("front", "trial-1")),
     ]

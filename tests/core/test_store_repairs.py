@@ -68,9 +68,12 @@ def test_report_never_modifies_the_store(tmp_path, capsys):
     path = tmp_path / "trials.jsonl"
     cut = path.read_bytes() + record_line(2, 256, 4).encode()[:30]
     path.write_bytes(cut)
-    before = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    def files():  # the store's files (best/ holds the saved student; report/ is the report's own)
+        return {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path) if (tmp_path / name).is_file()}
+
+    before = files()
     assert main(["report", str(tmp_path)]) == 0
-    assert {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)} == before
+    assert files() == before
     assert "pareto front: trials [0, 1]" in capsys.readouterr().out
 
 
