@@ -24,6 +24,7 @@ from .config import (
     Stage,
     load_config,
 )
+from . import distill
 from .errors import AutoKDError, ConfigError, PluginError, UnknownNameError
 from .evaluation import EvalContext, known_direction
 from .hookspecs import hookimpl, hookspec
@@ -57,6 +58,7 @@ __all__ = [
     "TrialRecord",
     "UnknownNameError",
     "__version__",
+    "distill",
     "hookimpl",
     "hookspec",
     "known_direction",
