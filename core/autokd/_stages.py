@@ -14,8 +14,10 @@ __all__ = ["normalize_stages"]
 
 
 def _is_flat(values: Any) -> bool:
-    return isinstance(values, Sequence) and not isinstance(values, str) and all(
-        not isinstance(v, list | tuple) for v in values
+    return (
+        isinstance(values, Sequence)
+        and not isinstance(values, str)
+        and all(not isinstance(v, list | tuple) for v in values)
     )
 
 
@@ -137,9 +139,15 @@ def normalize_stages(cfg: DistillationStagesConfig | None, path: str, problems: 
         )
 
     add_origin = _per_stage(
-        cfg.add_origin_loss if cfg.add_origin_loss is not None else regular, n, f"{path}.add_origin_loss", problems, what
+        cfg.add_origin_loss if cfg.add_origin_loss is not None else regular,
+        n,
+        f"{path}.add_origin_loss",
+        problems,
+        what,
     )
-    steps = _per_stage(cfg.train_steps if cfg.train_steps is not None else default_steps, n, f"{path}.train_steps", problems, what)
+    steps = _per_stage(
+        cfg.train_steps if cfg.train_steps is not None else default_steps, n, f"{path}.train_steps", problems, what
+    )
     for i, s in enumerate(steps):
         if isinstance(s, int) and s <= 0:
             where = f"[{i}]" if isinstance(cfg.train_steps, list) else ""

@@ -13,7 +13,7 @@ mappings, and objects with ``to_tuple()`` such as transformers' ``ModelOutput``)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import ConfigError
@@ -84,8 +84,10 @@ def optimizer_problems(optimizer: Any, framework: str, path: str) -> list[str]:
     if canonical not in supported:
         others = ", ".join(OPTIMIZERS[canonical])
         return [
-            f"{path}: optimizer {canonical!r} is built only by the {others} backend; "
-            f"the {framework} backend supports {', '.join(supported)}"
+            (
+                f"{path}: optimizer {canonical!r} is built only by the {others} backend; "
+                f"the {framework} backend supports {', '.join(supported)}"
+            )
         ]
     if args is not None and not isinstance(args, Mapping):
         return [f"{path}.{name}: expected a mapping of arguments, got {args!r}"]
@@ -127,8 +129,10 @@ def loss_weight_problems(weights: Any, path: str, count: int | None = None, sum_
         return [f"{path}: {len(weights)} weights for {count} loss types"]
     if sum_to_one and abs(sum(weights) - 1.0) > 1e-6:
         return [
-            f"{path}: {weights!r} sum to {sum(weights):g}; the weights of [student-vs-targets, student-vs-teacher] "
-            f"must sum to 1, e.g. [0.5, 0.5]"
+            (
+                f"{path}: {weights!r} sum to {sum(weights):g}; the weights of [student-vs-targets, student-vs-teacher] "
+                f"must sum to 1, e.g. [0.5, 0.5]"
+            )
         ]
     return []
 
@@ -154,13 +158,17 @@ def loss_type_problems(loss_types: Any, path: str, count: int | None = None, out
     if output:
         if len(loss_types) != OUTPUT_LOSS_TYPES:
             return [
-                f"{path}: output distillation takes 2 loss types [student-vs-targets, student-vs-teacher], "
-                f"e.g. ['CE', 'KL'], got {loss_types!r}"
+                (
+                    f"{path}: output distillation takes 2 loss types [student-vs-targets, student-vs-teacher], "
+                    f"e.g. ['CE', 'KL'], got {loss_types!r}"
+                )
             ]
         if loss_types[0] not in TARGET_LOSS_TYPES:
             return [
-                f"{path}[0]: the student-vs-targets loss is 'CE' (class labels) or 'MSE' (regression), "
-                f"got {loss_types[0]!r}"
+                (
+                    f"{path}[0]: the student-vs-targets loss is 'CE' (class labels) or 'MSE' (regression), "
+                    f"got {loss_types[0]!r}"
+                )
             ]
     elif count is not None and len(loss_types) != count:
         return [f"{path}: {len(loss_types)} loss types for {count} layer mappings"]
@@ -242,7 +250,9 @@ def select_output(output: Any, process: Any, where: str = "output process") -> A
                     f"use '' for the whole output"
                 )
             if not -len(items) <= index < len(items):
-                raise ConfigError(f"{where}: process {process!r} is out of range: the output is {describe_output(output)}")
+                raise ConfigError(
+                    f"{where}: process {process!r} is out of range: the output is {describe_output(output)}"
+                )
             value = items[index]
     elif isinstance(process, str):
         if not isinstance(output, Mapping):

@@ -132,9 +132,11 @@ class _Criterion:
             extractor = self._extractor("teacher")
             self.token_dims = measure_token_dims(lambda x: extractor(x, training=False)[1], inputs)
 
-    def _real(self, inputs, features: list) -> list:
-        """``features`` at the real positions of a padded batch (issue #20): what every
+    def real_positions(self, inputs, features: Sequence) -> list:
+        """``features`` (one per teacher spec, in order) at the real positions of the batch
+        ``inputs`` (issue #20, :func:`autokd_tensorflow.padding.real_positions`): what every
         loss receives. Pooled features and inputs without a token mask are unchanged."""
+        features = list(features)
         mask = token_mask(inputs)
         if mask is None or not features:
             return features
@@ -156,13 +158,13 @@ class _Criterion:
         """The teacher's output and features on ``inputs`` (inference mode, no gradient);
         the features at the real positions of a padded batch only."""
         output, features = self._extractor("teacher")(inputs, training=False)
-        return output, self._real(inputs, [tf.stop_gradient(f) for f in features])
+        return output, self.real_positions(inputs, [tf.stop_gradient(f) for f in features])
 
     def forward_student(self, inputs, training: bool = True):
         """The student's output and features on ``inputs``; the features at the real
         positions of a padded batch only (at the positions of the teacher's features)."""
         output, features = self._extractor("student")(inputs, training=training)
-        return output, self._real(inputs, list(features))
+        return output, self.real_positions(inputs, list(features))
 
     @property
     def trainable_variables(self) -> list:

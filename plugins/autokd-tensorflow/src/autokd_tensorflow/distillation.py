@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
 from autokd import ConfigError, Stage
+from autokd.distill import check_optimizer
 
 from . import _tf
 from .criteria import IntermediateLayersKnowledgeDistillationLoss, KnowledgeDistillationLoss
@@ -31,9 +32,6 @@ import tensorflow as tf  # noqa: E402
 __all__ = ["Distiller", "Scheduler", "StageResult", "make_optimizer", "make_criterion", "distill", "weights_fingerprint"]
 
 log = logging.getLogger("autokd.tensorflow")
-
-_OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "Ftrl", "Lion", "Adafactor")
-
 
 @attrs.define
 class StageResult:
@@ -83,17 +81,12 @@ def make_optimizer(spec: Any = None, learning_rate: float | None = None, field: 
         return type(spec).from_config(config)
     if callable(spec):
         return spec()
-    if not isinstance(spec, Mapping) or len(spec) != 1:
-        raise ConfigError(f"{field}: name exactly one optimizer, e.g. {{SGD: {{learning_rate: 0.001}}}}, got {spec!r}")
-    (name, args), = spec.items()
-    args = dict(args or {})
+    match, args = check_optimizer(spec, "tensorflow", field)  # the core's one table of names
+    name = next(iter(spec))
     if "lr" in args:
         args["learning_rate"] = args.pop("lr")
     if learning_rate is not None:
         args["learning_rate"] = learning_rate
-    match = next((o for o in _OPTIMIZERS if o.lower() == str(name).lower()), None)
-    if match is None or not hasattr(keras.optimizers, match):
-        raise ConfigError(f"{field}: unknown optimizer {name!r}; use one of {list(_OPTIMIZERS)}")
     try:
         return getattr(keras.optimizers, match)(**args)
     except (TypeError, ValueError) as exc:

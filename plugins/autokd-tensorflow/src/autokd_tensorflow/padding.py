@@ -19,6 +19,7 @@ the same batch padded to any length gives the same loss. It works eagerly and in
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ from autokd.distill import token_dims
 from . import _tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 __all__ = ["token_mask", "real_positions", "shorten", "first_example", "measure_token_dims"]
 
@@ -41,7 +44,7 @@ def token_mask(inputs: Any):
     if mask is not None:
         mask = tf.convert_to_tensor(mask)
         if mask.shape.rank == 2:
-            return tf.not_equal(mask, 0)
+            return mask if mask.dtype == tf.bool else tf.not_equal(mask, tf.zeros_like(mask))
     ids = inputs.get("input_ids")
     if ids is not None:
         ids = tf.convert_to_tensor(ids)
@@ -107,7 +110,11 @@ def measure_token_dims(run: Callable[[Any], Sequence], inputs: Any) -> list[tupl
     seq_len = int(mask.shape[1])
     one = first_example(dict(inputs), int(mask.shape[0]))
     full = run(one)
-    short = run(shorten(one, seq_len))
+    try:
+        short = run(shorten(one, seq_len))
+    except Exception as exc:  # a model that takes one length only: its features are used as they are
+        log.info("cannot run the teacher on a shortened example (%s): features are used with their padding", exc)
+        return [()] * len(full)
     dims = []
     for a, b in zip(full, short, strict=True):
         measured = token_dims(tuple(a.shape), tuple(b.shape), seq_len)

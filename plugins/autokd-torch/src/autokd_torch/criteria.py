@@ -113,7 +113,7 @@ def real_pair(
     if not dims:
         return student, teacher
     mask = padding.token_mask
-    student = zero_padded(student, mask, dims)
+    student, teacher = zero_padded(student, mask, dims), zero_padded(teacher, mask, dims)
     return real_positions(student, mask, dims), real_positions(teacher, mask, dims)
 
 
