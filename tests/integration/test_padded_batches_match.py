@@ -82,7 +82,7 @@ def keras_tiny(w):
 
 def batch(pad_to):
     rng = np.random.default_rng(5)
-    ids = rng.integers(1, VOCAB, size=(len(LENGTHS), pad_to))
+    ids = rng.integers(1, VOCAB, size=(len(LENGTHS), 14))[:, :pad_to]  # the same real tokens at any length
     mask = (np.arange(pad_to)[None, :] < np.asarray(LENGTHS)[:, None]).astype("int64")
     return {"input_ids": ids.astype("int64"), "attention_mask": mask}
 
@@ -148,5 +148,5 @@ def test_the_padded_length_changes_no_loss_in_either_backend():
     short, long = batch(9), batch(14)
     assert torch_losses(long) == pytest.approx(torch_losses(short), rel=1e-6)
     assert tf_losses(long) == pytest.approx(tf_losses(short), rel=1e-6)
-    # and the losses are the masked means, not the old padded-position means
     assert autokd.distill.token_dims((1, 14, 8), (1, 13, 8), 14) == (1,)
+    assert autokd.distill.token_dims((1, 8), (1, 8), 14) == ()  # pooled: not per-token
