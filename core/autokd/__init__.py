@@ -27,6 +27,7 @@ from .config import (
     Stage,
     load_config,
 )
+from . import distill
 from .errors import AutoKDError, ConfigError, PluginError, UnknownNameError
 from .evaluation import EvalContext, known_direction
 from .executor import Executor, LocalExecutor, TrialTask
@@ -75,6 +76,7 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "current_trial",
+    "distill",
     "hookimpl",
     "hookspec",
     "known_direction",

@@ -702,172 +702,12 @@ def _bad_fields(exc: BaseException) -> set[str]:
 # --------------------------------------------------------------------------------------
 
 
-def _is_mapping_item(item: Any) -> bool:
-    """A single layer mapping: a list/tuple of names and processes (no nested lists)."""
-    return (
-        isinstance(item, Sequence)
-        and not isinstance(item, str | bytes)
-        and len(item) > 0
-        and all(isinstance(x, str | int) or x is None or callable(x) for x in item)
-        and isinstance(item[0], str)
-    )
-
-
-def _is_flat(values: Any) -> bool:
-    return isinstance(values, Sequence) and not isinstance(values, str) and all(
-        not isinstance(v, list | tuple) for v in values
-    )
-
-
-def _per_stage(value: Any, n: int, path: str, problems: list[str], what: str) -> list:
-    """Broadcast a scalar to ``n`` stages, or check a list has ``n`` entries."""
-    if isinstance(value, list | tuple):
-        if len(value) != n:
-            problems.append(f"{path}: {len(value)} values for {n} {what}")
-            return [None] * n
-        return list(value)
-    return [value] * n
-
-
 def _stages(cfg: DistillationStagesConfig | None, path: str, problems: list[str]) -> list[Stage]:
-    """Normalise a flash or regular distillation section into stages."""
-    if cfg is None:
-        return []
-    regular = path.endswith("regular_distillation")
-    default_steps = 500
+    """Normalise a flash or regular distillation section into stages: the public rule is
+    :func:`autokd.distill.normalize_stages` (imported here lazily: it builds these classes)."""
+    from .distill import normalize_stages
 
-    groups: list[list] | None = None
-    raw_maps = cfg.layer_mappings_for_knowledge_transfer
-    if raw_maps is not None:
-        if len(raw_maps) == 0:
-            problems.append(f"{path}.layer_mappings_for_knowledge_transfer: empty list")
-            raw_maps = None
-        elif _is_mapping_item(raw_maps[0]):
-            groups = [list(raw_maps)]
-        else:
-            groups = [list(g) if isinstance(g, list | tuple) else g for g in raw_maps]
-
-    if cfg.block_names is not None:
-        n = len(cfg.block_names)
-        if n == 0:
-            problems.append(f"{path}.block_names: empty list")
-            return []
-        block_names: list[str | None] = list(cfg.block_names)
-        what = "block_names"
-    else:
-        if groups is not None:
-            n = len(groups)
-            what = "mapping groups"
-        elif isinstance(cfg.train_steps, list):
-            n = max(len(cfg.train_steps), 1)
-            what = "stages"
-        else:
-            n = 1
-            what = "stages"
-        block_names = [None] * n
-
-    parsed_groups: list[tuple[LayerMapping, ...]] = [()] * n
-    if groups is not None:
-        if len(groups) != n:
-            problems.append(
-                f"{path}.layer_mappings_for_knowledge_transfer: {len(groups)} mapping groups for {n} {what}"
-            )
-        else:
-            parsed_groups = []
-            for i, group in enumerate(groups):
-                if not isinstance(group, list) or not group:
-                    problems.append(
-                        f"{path}.layer_mappings_for_knowledge_transfer[{i}]: expected a non-empty list of mappings"
-                    )
-                    parsed_groups.append(())
-                    continue
-                maps = []
-                for j, item in enumerate(group):
-                    try:
-                        maps.append(LayerMapping.parse(item))
-                    except ValueError as exc:
-                        problems.append(f"{path}.layer_mappings_for_knowledge_transfer[{i}][{j}]: {exc}")
-                parsed_groups.append(tuple(maps))
-
-    def per_stage_lists(values, field, default_for):
-        """loss_types / loss_weights: a list per stage, or one flat list for all."""
-        fpath = f"{path}.{field}"
-        if values is None:
-            return [default_for(i) for i in range(n)]
-        if not isinstance(values, list | tuple):
-            problems.append(f"{fpath}: expected a list, got {_type_name(values)} {values!r}{_hint(values)}")
-            return [default_for(i) for i in range(n)]
-        if _is_flat(values):
-            if n == 1 or groups is None:
-                return [list(values)] * n
-            problems.append(f"{fpath}: expected one list per stage ({n} {what}), got a flat list {list(values)!r}")
-            return [default_for(i) for i in range(n)]
-        if len(values) != n:
-            problems.append(f"{fpath}: {len(values)} lists for {n} {what}")
-            return [default_for(i) for i in range(n)]
-        return [list(v) if isinstance(v, list | tuple) else [v] for v in values]
-
-    def default_types(i):
-        return ["MSE"] * len(parsed_groups[i]) if groups is not None else ["CE", "CE"]
-
-    loss_types = per_stage_lists(cfg.loss_types, "loss_types", default_types)
-
-    def default_weights(i):
-        k = len(loss_types[i]) or 1
-        return [1.0 / k] * len(loss_types[i])
-
-    loss_weights = per_stage_lists(cfg.loss_weights, "loss_weights", default_weights)
-
-    for i in range(n):
-        sp = f"[{i}]" if n > 1 or not _is_flat(cfg.loss_types or []) else ""
-        for t in loss_types[i]:
-            if not isinstance(t, str):
-                problems.append(f"{path}.loss_types{sp}: loss type names are strings, got {t!r}")
-        for w in loss_weights[i]:
-            if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w):
-                problems.append(f"{path}.loss_weights{sp}: weights are numbers, got {w!r}{_hint(w)}")
-        if groups is not None and parsed_groups[i]:
-            if len(loss_types[i]) != len(parsed_groups[i]):
-                problems.append(
-                    f"{path}.loss_types{sp}: {len(loss_types[i])} loss types for {len(parsed_groups[i])} layer mappings"
-                )
-        elif groups is None and len(loss_types[i]) != 2:
-            problems.append(
-                f"{path}.loss_types{sp}: output distillation takes 2 loss types "
-                f"[student-vs-targets, student-vs-teacher], got {len(loss_types[i])}"
-            )
-        if len(loss_weights[i]) != len(loss_types[i]):
-            problems.append(f"{path}.loss_weights{sp}: {len(loss_weights[i])} weights for {len(loss_types[i])} loss types")
-
-    add_origin = _per_stage(
-        cfg.add_origin_loss if cfg.add_origin_loss is not None else regular, n, f"{path}.add_origin_loss", problems, what
-    )
-    steps = _per_stage(cfg.train_steps if cfg.train_steps is not None else default_steps, n, f"{path}.train_steps", problems, what)
-    for i, s in enumerate(steps):
-        if isinstance(s, int) and s <= 0:
-            where = f"[{i}]" if isinstance(cfg.train_steps, list) else ""
-            problems.append(f"{path}.train_steps{where}: must be a positive number of steps, got {s}")
-    temps = _per_stage(cfg.temperature, n, f"{path}.temperature", problems, what)
-    for t in temps:
-        if isinstance(t, int | float) and t <= 0:
-            problems.append(f"{path}.temperature: must be positive, got {t}")
-            break
-    for i, b in enumerate(block_names):
-        if b is not None and not isinstance(b, str):
-            problems.append(f"{path}.block_names[{i}]: expected a module name, got {b!r}")
-
-    return [
-        Stage(
-            block_names[i],
-            parsed_groups[i],
-            tuple(loss_types[i]),
-            tuple(float(w) for w in loss_weights[i] if isinstance(w, int | float)),
-            bool(add_origin[i]),
-            int(steps[i]) if isinstance(steps[i], int) else default_steps,
-            float(temps[i]) if isinstance(temps[i], int | float) else 1.0,
-        )
-        for i in range(n)
-    ]
+    return normalize_stages(cfg, path, problems)
 
 
 def _check_search(search: SearchConfig, path: str, problems: list[str]) -> None:
@@ -1021,8 +861,13 @@ def _check_criterion(criterion: dict | None, path: str, problems: list[str]) -> 
     if name == "KnowledgeDistillationLoss":
         kd = _structure(dict(args), _KDCriterionArgs, f"{path}.{name}", problems)
         if kd is not None:
-            if len(kd.loss_types) != len(kd.loss_weights):
-                problems.append(f"{path}.{name}.loss_weights: {len(kd.loss_weights)} weights for {len(kd.loss_types)} loss types")
+            from .distill import loss_type_problems, loss_weight_problems
+
+            type_problems = loss_type_problems(kd.loss_types, f"{path}.{name}.loss_types", output=True)
+            problems.extend(type_problems)
+            problems.extend(
+                loss_weight_problems(kd.loss_weights, f"{path}.{name}.loss_weights", 2, sum_to_one=True)
+            )
             if kd.temperature <= 0:
                 problems.append(f"{path}.{name}.temperature: must be positive, got {kd.temperature}")
     elif name == "IntermediateLayersKnowledgeDistillationLoss":
@@ -1052,18 +897,11 @@ class _ILCriterionArgs:
     add_origin_loss: bool = False
 
 
-def _check_train(train: TrainConfig, path: str, problems: list[str]) -> None:
+def _check_train(train: TrainConfig, path: str, problems: list[str], framework: str = "pytorch") -> None:
+    from .distill import optimizer_problems
+
     _check_import_string(train.function, f"{path}.function", problems)
-    if len(train.optimizer) != 1:
-        problems.append(f"{path}.optimizer: name exactly one optimizer, e.g. {{SGD: {{learning_rate: 0.001}}}}")
-    else:
-        (name, args), = train.optimizer.items()
-        if args is not None and not isinstance(args, Mapping):
-            problems.append(f"{path}.optimizer.{name}: expected a mapping of arguments, got {args!r}")
-        elif args:
-            lr = args.get("learning_rate", args.get("lr"))
-            if lr is not None and (isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0):
-                problems.append(f"{path}.optimizer.{name}.learning_rate: expected a positive number, got {lr!r}{_hint(lr)}")
+    problems.extend(optimizer_problems(train.optimizer, framework, f"{path}.optimizer"))
     if train.batch_size <= 0:
         problems.append(f"{path}.batch_size: must be positive, got {train.batch_size}")
     if train.train_steps is not None and train.train_steps <= 0:
@@ -1203,11 +1041,11 @@ def _parse_document(doc: Any, source: str | None) -> Config:
     if doc.get("distillation") is not None:
         distillation = _structure(doc["distillation"], DistillationConfig, "distillation", problems)
         if distillation is not None:
-            _check_train(distillation.train, "distillation.train", problems)
+            _check_train(distillation.train, "distillation.train", problems, model.framework)
 
     train = _structure(doc.get("train") or {}, TrainConfig, "train", problems) or TrainConfig()
     if "train" in doc:
-        _check_train(train, "train", problems)
+        _check_train(train, "train", problems, model.framework)
     evaluation = _structure(doc.get("evaluation") or {}, EvaluationConfig, "evaluation", problems) or EvaluationConfig()
     _check_import_string(evaluation.function, "evaluation.function", problems)
     _check_metric_names(auto.search if auto is not None else None, evaluation, p("search"), problems)
@@ -1246,6 +1084,13 @@ def load_config(conf: Any, framework: str | None = None) -> Config:
         if framework not in FRAMEWORKS:
             raise ConfigError(f"framework: {framework!r} is not one of {list(FRAMEWORKS)}")
         cfg = attrs.evolve(cfg, model=attrs.evolve(cfg.model, framework=framework))
+        from .distill import optimizer_problems
+
+        problems = optimizer_problems(cfg.train.optimizer, framework, "train.optimizer")
+        if cfg.distillation is not None:
+            problems += optimizer_problems(cfg.distillation.train.optimizer, framework, "distillation.train.optimizer")
+        if problems:
+            raise ConfigError(problems, cfg.source)
     return cfg
 
 

@@ -83,5 +83,5 @@ def test_a_bad_process_says_what_the_output_has(bert_teacher, batch):
     from autokd import AutoKDError
 
     with FeatureExtractor(bert_teacher, [("hidden_states", "9")]) as extractor:
-        with pytest.raises(AutoKDError, match=r"output process '9': the output has only 3 parts"):
+        with pytest.raises(AutoKDError, match=r"output process: process '9' is out of range: the output is a tuple of 3 items"):
             extractor(batch)

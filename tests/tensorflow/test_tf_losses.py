@@ -120,7 +120,7 @@ def test_labels_are_required_when_their_term_has_weight():
     [
         (dict(loss_weights=[0.3, 0.3]),
          r"loss_weights: \[0.3, 0.3\] sum to 0.6; the weights of \[student-vs-targets, student-vs-teacher\] must sum to 1"),
-        (dict(loss_types=["KL", "CE"]), r"loss_types\[0\]: the student-vs-targets loss is one of \['CE', 'MSE'\], got 'KL'"),
+        (dict(loss_types=["KL", "CE"]), r"loss_types\[0\]: the student-vs-targets loss is 'CE' \(class labels\) or 'MSE' \(regression\), got 'KL'"),
         (dict(loss_types=["CE"]), r"loss_types: output distillation takes 2 loss types"),
         (dict(temperature=0), r"temperature: must be a positive number, got 0"),
     ],

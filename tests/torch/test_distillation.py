@@ -172,10 +172,10 @@ def test_a_user_train_func_replaces_the_loop():
 
 def test_an_unknown_optimizer_lists_the_supported_ones():
     with pytest.raises(autokd.ConfigError) as err:
-        build_optimizer(torch.nn.Linear(2, 2).parameters(), {"LAMB": {"learning_rate": 0.1}})
+        build_optimizer(torch.nn.Linear(2, 2).parameters(), {"Ftrl": {"learning_rate": 0.1}})
     assert str(err.value) == (
-        "invalid configuration: train.optimizer: unknown optimizer 'LAMB'; supported: SGD, Adam, AdamW, Adagrad, "
-        "RMSprop, Adafactor"
+        "invalid configuration: train.optimizer: optimizer 'Ftrl' is built only by the tensorflow backend; "
+        "the pytorch backend supports SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax, Nadam, Adafactor"
     )
 
 

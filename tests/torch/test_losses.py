@@ -126,7 +126,7 @@ def test_weights_that_do_not_sum_to_one_are_refused():
         KnowledgeDistillationLoss(loss_weights=[0.5, 0.6])
     assert str(err.value) == (
         "invalid configuration: KnowledgeDistillationLoss.loss_weights: [0.5, 0.6] sum to 1.1; "
-        "the weights must sum to 1, e.g. [0.5, 0.5]"
+        "the weights of [student-vs-targets, student-vs-teacher] must sum to 1, e.g. [0.5, 0.5]"
     )
 
 

@@ -223,7 +223,8 @@ def test_losses_with_dynamic_padding_stay_within_the_stated_tolerance(dtype, rel
 
 def test_padded_positions_add_nothing_to_the_loss():
     """A padded batch's loss is the per-example losses (each example alone, unpadded)
-    weighted by their share of the batch's positions: nothing comes from the padding."""
+    weighted by their number of real tokens (issue #20): nothing comes from the padding,
+    and a per-token loss is a mean over the real tokens whatever the padding."""
     teacher = teacher_model()
     # same width (no feature matcher); sharper attention than the teacher's, for a KL well
     # above float32 rounding
@@ -236,8 +237,8 @@ def test_padded_positions_add_nothing_to_the_loss():
     forward = TeacherForward(teacher, [(LAYER.format(1) + ".attention.self", "1"), HIDDEN1])
 
     def loss_of(examples, loss_type):
-        # KL of the attention maps (averaged over query rows), or MSE of the layer output
-        # (averaged over tokens and hidden units): both divide by the padded length once
+        # KL of the attention maps (averaged over real query rows x heads), or MSE of the
+        # layer output (averaged over real tokens x hidden units)
         weights = [1.0, 0.0] if loss_type == "KL" else [0.0, 1.0]
         criterion = IntermediateLayersKnowledgeDistillationLoss(mappings, ["KL", "MSE"], weights)
         criterion.student_model = student
@@ -255,7 +256,7 @@ def test_padded_positions_add_nothing_to_the_loss():
         batch_loss, seq_len, outputs = loss_of(examples, loss_type)
         assert seq_len == max(lengths) > min(lengths)
         alone = [loss_of([e], loss_type)[0] for e in examples]
-        expected = sum(loss * n for loss, n in zip(alone, lengths, strict=True)) / (len(examples) * seq_len)
+        expected = sum(loss * n for loss, n in zip(alone, lengths, strict=True)) / sum(lengths)
         assert batch_loss == pytest.approx(expected, rel=1e-5)
     attention = outputs.features[(LAYER.format(1) + ".attention.self", "1")]
     for row, n in enumerate(lengths):

@@ -7,7 +7,9 @@ import autokd
 
 
 def cosine_distance(student_feature, teacher_feature):
-    """Mean of ``1 - cos(student, teacher)`` over the last dimension."""
+    """Mean of ``1 - cos(student, teacher)`` over the last dimension, averaged over every
+    other position: on a padded batch the backend passes the real positions only
+    (docs/plugins.md), so this is the mean over real tokens without a mask here."""
     import torch.nn.functional as F
 
     return (1.0 - F.cosine_similarity(student_feature, teacher_feature, dim=-1)).mean()

@@ -21,18 +21,31 @@ trained with the student.
 
 from __future__ import annotations
 
-import math
+import logging
 from collections.abc import Sequence
 from typing import Any
 
-from autokd import ConfigError, LayerMapping, registry
+from autokd import ConfigError, registry
+from autokd.distill import (
+    DISTRIBUTION_LOSSES,
+    DISTRIBUTION_TOLERANCE,
+    LOG_FLOOR,
+    TARGET_LOSS_TYPES,
+    check_loss_types,
+    check_loss_weights,
+    check_temperature,
+    normalize_layer_mappings,
+)
 
 from . import _tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from .features import FeatureExtractor, logits_of
+from .padding import measure_token_dims, real_positions, token_mask
 
 import tensorflow as tf  # noqa: E402
 
 __all__ = ["KnowledgeDistillationLoss", "IntermediateLayersKnowledgeDistillationLoss", "task_loss", "get_loss"]
+
+log = logging.getLogger(__name__)
 
 
 def get_loss(name: str, field: str = "loss_types"):
@@ -107,14 +120,51 @@ class _Criterion:
             extractor = self.__dict__[f"_{role}_extractor"]
         return extractor
 
+    #: per teacher feature, its dimensions that follow the padded length (None: not measured yet)
+    token_dims: list[tuple[int, ...]] | None = None
+
+    def prepare(self, inputs) -> None:
+        """Measure, eagerly, which dimensions of each feature follow the padded length
+        (:func:`autokd_tensorflow.padding.measure_token_dims`). :meth:`forward_teacher`
+        does it on its first eager call; a training loop that only runs in a
+        ``tf.function`` calls this once on a batch first."""
+        if self.token_dims is None and self.teacher_specs():
+            extractor = self._extractor("teacher")
+            self.token_dims = measure_token_dims(lambda x: extractor(x, training=False)[1], inputs)
+
+    def real_positions(self, inputs, features: Sequence) -> list:
+        """``features`` (one per teacher spec, in order) at the real positions of the batch
+        ``inputs`` (issue #20, :func:`autokd_tensorflow.padding.real_positions`): what every
+        loss receives. Pooled features and inputs without a token mask are unchanged."""
+        features = list(features)
+        mask = token_mask(inputs)
+        if mask is None or not features:
+            return features
+        if self.token_dims is None:
+            if tf.executing_eagerly():
+                self.prepare(inputs)
+            if self.token_dims is None:
+                if not getattr(self, "_warned_unmeasured", False):
+                    log.warning(
+                        "%s: per-token features are used with their padded positions: call criterion.prepare(batch) "
+                        "eagerly before tracing the training step",
+                        type(self).__name__,
+                    )
+                    self._warned_unmeasured = True
+                return features
+        return [real_positions(f, mask, dims) for f, dims in zip(features, self.token_dims, strict=True)]
+
     def forward_teacher(self, inputs):
-        """The teacher's output and features on ``inputs`` (inference mode, no gradient)."""
+        """The teacher's output and features on ``inputs`` (inference mode, no gradient);
+        the features at the real positions of a padded batch only."""
         output, features = self._extractor("teacher")(inputs, training=False)
-        return output, [tf.stop_gradient(f) for f in features]
+        return output, self.real_positions(inputs, [tf.stop_gradient(f) for f in features])
 
     def forward_student(self, inputs, training: bool = True):
-        """The student's output and features on ``inputs``."""
-        return self._extractor("student")(inputs, training=training)
+        """The student's output and features on ``inputs``; the features at the real
+        positions of a padded batch only (at the positions of the teacher's features)."""
+        output, features = self._extractor("student")(inputs, training=training)
+        return output, self.real_positions(inputs, list(features))
 
     @property
     def trainable_variables(self) -> list:
@@ -139,7 +189,7 @@ class KnowledgeDistillationLoss(_Criterion):
         0`` needs no labels).
     """
 
-    STUDENT_TARGETS = ("CE", "MSE")
+    STUDENT_TARGETS = TARGET_LOSS_TYPES
 
     def __init__(
         self,
@@ -151,32 +201,9 @@ class KnowledgeDistillationLoss(_Criterion):
         field: str = "",
     ):
         where = f"{field}." if field else ""
-        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature > 0:
-            raise ConfigError(f"{where}temperature: must be a positive number, got {temperature!r}")
-        loss_types = list(loss_types)
-        loss_weights = list(loss_weights)
-        if len(loss_types) != 2:
-            raise ConfigError(
-                f"{where}loss_types: output distillation takes 2 loss types [student-vs-targets, "
-                f"student-vs-teacher], e.g. ['CE', 'KL'], got {loss_types!r}"
-            )
-        if loss_types[0] not in self.STUDENT_TARGETS:
-            raise ConfigError(
-                f"{where}loss_types[0]: the student-vs-targets loss is one of {list(self.STUDENT_TARGETS)}, "
-                f"got {loss_types[0]!r}"
-            )
-        if len(loss_weights) != 2 or any(
-            isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0 for w in loss_weights
-        ):
-            raise ConfigError(f"{where}loss_weights: 2 non-negative numbers [w0, w1], got {loss_weights!r}")
-        if abs(sum(loss_weights) - 1.0) > 1e-6:
-            raise ConfigError(
-                f"{where}loss_weights: {loss_weights!r} sum to {sum(loss_weights):g}; the weights of "
-                f"[student-vs-targets, student-vs-teacher] must sum to 1, e.g. [0.5, 0.5]"
-            )
-        self.temperature = float(temperature)
-        self.loss_types = loss_types
-        self.loss_weights = [float(w) for w in loss_weights]
+        self.temperature = check_temperature(temperature, f"{where}temperature")
+        self.loss_types = check_loss_types(loss_types, f"{where}loss_types", output=True)
+        self.loss_weights = check_loss_weights(loss_weights, f"{where}loss_weights", 2, sum_to_one=True)
         # D is a registered loss: CE, KL, MSE (see autokd_tensorflow.losses) or another plugin's.
         self.teacher_student_loss = get_loss(loss_types[1], f"{where}loss_types[1]")
         self.student_model = student_model
@@ -229,31 +256,43 @@ class KnowledgeDistillationLoss(_Criterion):
         student_loss = self.student_targets_loss_cal(student_logits, targets) if w0 else 0.0
         return self.loss_cal_sloss(student_logits, teacher_logits, student_loss)
 
+    def student_specs(self):
+        # the logits as a feature: per-token logits then reach the loss at the real tokens only
+        return [("logits", "")]
+
+    def teacher_specs(self):
+        return [("logits", "")]
+
     def compute(self, student_output, student_features, teacher_output, teacher_features, labels=None):
-        return self(logits_of(student_output), logits_of(teacher_output), labels)
+        w0 = self.loss_weights[0]
+        if w0 and labels is None:
+            raise ConfigError(
+                "loss_weights: the student-vs-targets term has weight "
+                f"{w0:g} but the batch has no labels: give the training data labels or set its weight to 0"
+            )
+        student_loss = self.student_targets_loss_cal(logits_of(student_output), labels) if w0 else 0.0
+        if student_features and teacher_features:
+            student_logits, teacher_logits = student_features[0], teacher_features[0]
+        else:  # features of a criterion used without its specs: the whole logits
+            student_logits, teacher_logits = logits_of(student_output), logits_of(teacher_output)
+        return self.loss_cal_sloss(student_logits, teacher_logits, student_loss)
 
 
-# Losses that read their inputs as logits of distributions over the last dimension.
-_DISTRIBUTION_LOSSES = ("KL", "CE")
-_LOG_FLOOR = 1e-12
+_DISTRIBUTION_LOSSES = DISTRIBUTION_LOSSES
 
 
 def _as_logits(feature):
-    """Probabilities (attention maps) as log-probabilities, other features as they are.
-
-    ``KL`` and ``CE`` apply a softmax to their inputs, and the softmax of probabilities
-    in [0, 1] is nearly uniform, which leaves the loss almost no signal. Since
-    ``softmax(log p) = p``, passing ``log p`` compares the maps themselves. The test is
-    the PyTorch plugin's (non-negative, at most 1, rows summing to 1 within 1e-3), so
-    both backends give the same numbers.
-    """
+    """Probabilities (attention maps) as log-probabilities, other features as they are:
+    the rule and its constants are the core's (:data:`autokd.distill.DISTRIBUTION_TOLERANCE`),
+    the same as the PyTorch plugin's, so both backends give the same numbers."""
     feature = tf.cast(feature, tf.float32)
     rows = tf.reduce_sum(feature, axis=-1)
+    ones = tf.abs(rows - 1.0) <= DISTRIBUTION_TOLERANCE
     is_distribution = tf.logical_and(
         tf.logical_and(tf.reduce_min(feature) >= 0.0, tf.reduce_max(feature) <= 1.0),
-        tf.reduce_all(tf.abs(rows - 1.0) <= 1e-3 + 1e-5),
+        tf.logical_and(tf.reduce_any(ones), tf.reduce_all(tf.logical_or(ones, tf.equal(rows, 0.0)))),
     )
-    return tf.where(is_distribution, tf.math.log(tf.maximum(feature, _LOG_FLOOR)), feature)
+    return tf.where(is_distribution, tf.math.log(tf.maximum(feature, LOG_FLOOR)), feature)
 
 
 class IntermediateLayersKnowledgeDistillationLoss(_Criterion):
@@ -282,19 +321,10 @@ class IntermediateLayersKnowledgeDistillationLoss(_Criterion):
         field: str = "",
     ):
         where = f"{field}." if field else ""
-        try:
-            self.layer_mappings = tuple(LayerMapping.parse(m) for m in layer_mappings)
-        except ValueError as exc:
-            raise ConfigError(f"{where}layer_mappings_for_knowledge_transfer: {exc}") from None
-        if not self.layer_mappings:
-            raise ConfigError(f"{where}layer_mappings_for_knowledge_transfer: empty: name at least one feature pair")
-        n = len(self.layer_mappings)
-        self.loss_types = list(loss_types) if loss_types is not None else ["MSE"] * n
-        self.loss_weights = [float(w) for w in loss_weights] if loss_weights is not None else [1.0 / n] * n
-        if len(self.loss_types) != n:
-            raise ConfigError(f"{where}loss_types: {len(self.loss_types)} loss types for {n} layer mappings")
-        if len(self.loss_weights) != n:
-            raise ConfigError(f"{where}loss_weights: {len(self.loss_weights)} weights for {n} layer mappings")
+        mappings, self.loss_types, self.loss_weights = normalize_layer_mappings(
+            layer_mappings, loss_types, loss_weights, field, "layer_mappings_for_knowledge_transfer"
+        )
+        self.layer_mappings = tuple(mappings)
         self.layer_output_process = [(m.student_process, m.teacher_process) for m in self.layer_mappings]
         self.add_origin_loss = bool(add_origin_loss)
         self.student_model = student_model

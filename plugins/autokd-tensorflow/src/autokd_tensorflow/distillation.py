@@ -30,6 +30,7 @@ from typing import Any
 
 import attrs
 from autokd import ConfigError, Stage, record_extra
+from autokd.distill import check_optimizer
 from autokd.fidelity import stage_fractions, stage_steps
 
 from . import _tf
@@ -54,9 +55,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("autokd.tensorflow")
-
-_OPTIMIZERS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam", "Ftrl", "Lion", "Adafactor")
-
 
 @attrs.define
 class StageResult:
@@ -141,17 +139,12 @@ def _base_optimizer(spec: Any, learning_rate: float | None, field: str):
         return type(spec).from_config(config)
     if callable(spec):
         return spec()
-    if not isinstance(spec, Mapping) or len(spec) != 1:
-        raise ConfigError(f"{field}: name exactly one optimizer, e.g. {{SGD: {{learning_rate: 0.001}}}}, got {spec!r}")
-    ((name, args),) = spec.items()
-    args = dict(args or {})
+    match, args = check_optimizer(spec, "tensorflow", field)  # the core's one table of names
+    name = next(iter(spec))
     if "lr" in args:
         args["learning_rate"] = args.pop("lr")
     if learning_rate is not None:
         args["learning_rate"] = learning_rate
-    match = next((o for o in _OPTIMIZERS if o.lower() == str(name).lower()), None)
-    if match is None or not hasattr(keras.optimizers, match):
-        raise ConfigError(f"{field}: unknown optimizer {name!r}; use one of {list(_OPTIMIZERS)}")
     try:
         return getattr(keras.optimizers, match)(**args)
     except (TypeError, ValueError) as exc:

@@ -16,16 +16,19 @@ Keras has no forward hooks, so a feature is taken in one of two ways:
   around the layer's own call.
 
 A feature's *process* then picks a part of what was taken: ``''`` (all), an index
-(``'1'``), a key (``'logits'``) or a callable.
+(``'1'``), a key (``'logits'``) or a callable, by the core's rule
+(:func:`autokd.distill.select_output`; an index into a plain dict is an error naming its
+keys).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from autokd import AutoKDError, ConfigError
+from autokd.distill import find_logits, select_output
 
 from ._tf import keras
 
@@ -102,53 +105,14 @@ def resolve_layer(model: Any, name: str) -> Any:
 
 
 def select(value: Any, process: Any) -> Any:
-    """The part of a layer's or model's output that ``process`` names."""
-    if process is None or process == "":
-        if isinstance(value, list | tuple) and len(value) == 1:  # a one-element tuple is its item
-            return value[0]
-        return value
-    if callable(process):
-        return process(value)
-    key = str(process)
-    if key.lstrip("-").isdigit():
-        index = int(key)
-        if isinstance(value, Mapping) and not hasattr(value, "to_tuple"):
-            value = list(value.values())
-        elif hasattr(value, "to_tuple"):  # transformers ModelOutput: index its non-None fields
-            value = value.to_tuple()
-        if not isinstance(value, Sequence):
-            raise AutoKDError(
-                f"output process {process!r} indexes a tuple, but the output is a single "
-                f"{type(value).__name__}: use '' for the whole output"
-            )
-        if not -len(value) <= index < len(value):
-            raise AutoKDError(f"output process {process!r}: the output has only {len(value)} parts")
-        return value[index]
-    if isinstance(value, Mapping) and key in value:
-        return value[key]
-    if hasattr(value, key) and not callable(getattr(value, key)):
-        found = getattr(value, key)
-        if found is not None:
-            return found
-    keys = list(value.keys()) if isinstance(value, Mapping) else []
-    raise AutoKDError(
-        f"output process {process!r}: the output ({type(value).__name__}) has no such part"
-        + (f"; it has {keys}" if keys else "")
-    )
+    """The part of a layer's or model's output that ``process`` names: the core's rule,
+    :func:`autokd.distill.select_output` (the same as the PyTorch plugin's)."""
+    return select_output(value, process)
 
 
 def logits_of(output: Any) -> Any:
-    """The logits in a model's output: ``output.logits``, ``output['logits']``, or the
-    output itself when it is a tensor."""
-    if hasattr(output, "logits") and getattr(output, "logits") is not None:
-        return output.logits
-    if isinstance(output, Mapping):
-        if "logits" in output:
-            return output["logits"]
-        raise AutoKDError(f"the model returned a mapping without 'logits' (keys {list(output)}); return logits")
-    if isinstance(output, list | tuple):
-        return output[0]
-    return output
+    """The logits in a model's output: :func:`autokd.distill.find_logits`."""
+    return find_logits(output)
 
 
 def _accepts(model: Any, argument: str) -> bool:

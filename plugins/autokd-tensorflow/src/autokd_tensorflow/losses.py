@@ -11,7 +11,9 @@ as the PyTorch plugin's loss of the same name on the same arrays:
 - ``CE``: soft-target cross entropy ``-sum softmax(teacher) * log_softmax(student)`` over
   the last dimension, averaged over every other position.
 
-Features are compared in float32 whatever their dtype.
+Features are compared in float32 whatever their dtype. On a padded batch the criteria
+call every loss (these and any plugin's) with the per-token features at the real
+positions only (:mod:`autokd_tensorflow.padding`), so the averages are over real tokens.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ training runs. A third-party criterion registered with ``register_criteria`` sub
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,11 +17,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from autokd import AutoKDError, ConfigError, LayerMapping
+from autokd.distill import (
+    DISTRIBUTION_LOSSES,
+    DISTRIBUTION_TOLERANCE,
+    LOG_FLOOR,
+    check_loss_types,
+    check_loss_weights,
+    check_temperature,
+)
+from autokd.distill import normalize_layer_mappings as _normalize_layer_mappings
 
+from .cache import LOGITS
 from .data import logits_of
 from .features import FeatureCapture, FeatureSpec, uses_attention_maps
 from .losses import get_loss
-from .cache import LOGITS
+from .padding import real_positions, zero_padded
 from .teacher import TeacherForward, TeacherOutputs, use_eager_attention
 
 __all__ = [
@@ -91,13 +100,21 @@ class DistillationCriterion(nn.Module):
         return outputs
 
 
-def _check_weights(weights: Sequence[float], owner: str) -> list[float]:
-    out = []
-    for w in weights:
-        if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
-            raise ConfigError(f"{owner}.loss_weights: weights are non-negative numbers, got {list(weights)!r}")
-        out.append(float(w))
-    return out
+def real_pair(
+    padding: TeacherOutputs | None, key: Any, student: torch.Tensor, teacher: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A student feature and the teacher output ``key`` it is compared with, at the real
+    positions of a padded batch only (:func:`autokd_torch.padding.real_positions`): what
+    every loss receives, built-in or registered by a plugin. Pooled features and
+    unpadded batches are returned as they are."""
+    if padding is None or padding.token_mask is None or tuple(student.shape) != tuple(teacher.shape):
+        return student, teacher
+    dims = padding.token_dims.get(key)
+    if not dims:
+        return student, teacher
+    mask = padding.token_mask
+    student, teacher = zero_padded(student, mask, dims), zero_padded(teacher, mask, dims)
+    return real_positions(student, mask, dims), real_positions(teacher, mask, dims)
 
 
 def origin_loss(student_outputs: Any, targets: Any, owner: str) -> torch.Tensor:
@@ -158,28 +175,9 @@ class KnowledgeDistillationLoss(DistillationCriterion):
     ):
         super().__init__(student_model, teacher_model)
         owner = type(self).__name__
-        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature > 0:
-            raise ConfigError(f"{owner}.temperature: must be a positive number, got {temperature!r}")
-        loss_types = list(loss_types)
-        if len(loss_types) != 2 or not all(isinstance(t, str) for t in loss_types):
-            raise ConfigError(
-                f"{owner}.loss_types: two names [student-vs-targets, student-vs-teacher], e.g. ['CE', 'KL'], "
-                f"got {loss_types!r}"
-            )
-        loss_weights = _check_weights(list(loss_weights), owner)
-        if len(loss_weights) != 2:
-            raise ConfigError(f"{owner}.loss_weights: two weights for the two loss types, got {loss_weights!r}")
-        if abs(sum(loss_weights) - 1.0) > 1e-6:
-            raise ConfigError(
-                f"{owner}.loss_weights: {loss_weights!r} sum to {sum(loss_weights):g}; the weights must sum to 1, "
-                f"e.g. [0.5, 0.5]"
-            )
-        if loss_types[0] not in ("CE", "MSE"):
-            raise ConfigError(
-                f"{owner}.loss_types[0]: the student-vs-targets loss is 'CE' (class labels) or 'MSE' "
-                f"(regression), got {loss_types[0]!r}"
-            )
-        self.temperature = float(temperature)
+        self.temperature = check_temperature(temperature, f"{owner}.temperature")
+        loss_types = check_loss_types(loss_types, f"{owner}.loss_types", output=True)
+        loss_weights = check_loss_weights(loss_weights, f"{owner}.loss_weights", 2, sum_to_one=True)
         self.loss_types = loss_types
         self.loss_weights = loss_weights
         self.teacher_student_loss = get_loss(loss_types[1], f"{owner}.loss_types[1]")
@@ -233,73 +231,32 @@ class KnowledgeDistillationLoss(DistillationCriterion):
     def compute_loss(self, student_outputs: Any, targets: Any) -> torch.Tensor:
         student_logits = logits_of(student_outputs)
         student_loss = self.student_targets_loss_cal(student_logits, targets) if self.loss_weights[0] else 0.0
-        if self._teacher_padding is not None:
-            # per-token logits: padded positions are zero in the teacher's and the student's
-            student_logits = self._teacher_padding.mask_student(LOGITS, student_logits)
-        return self.loss_cal_sloss(student_logits, self.teacher_outputs, student_loss)
-
-
-def _is_single_mapping(item: Any) -> bool:
-    return isinstance(item, LayerMapping) or (
-        isinstance(item, Sequence) and not isinstance(item, str) and len(item) > 0 and isinstance(item[0], str)
-    )
+        teacher_logits = self.teacher_outputs
+        if teacher_logits is not None:
+            # per-token logits: compared at the real tokens of a padded batch only (issue #20)
+            student_logits, teacher_logits = real_pair(self._teacher_padding, LOGITS, student_logits, teacher_logits)
+        return self.loss_cal_sloss(student_logits, teacher_logits, student_loss)
 
 
 def normalize_layer_mappings(layer_mappings: Any, loss_types: Any = None, loss_weights: Any = None):
-    """Flat ``(mappings, loss_types, loss_weights)`` from the flat form (a list of 2- or
-    4-item mappings) or the grouped form of the flash-distillation config (a list of
-    groups, with one list of loss types / weights per group)."""
+    """Flat ``(mappings, loss_types, loss_weights)``: :func:`autokd.distill.normalize_layer_mappings`."""
     owner = "IntermediateLayersKnowledgeDistillationLoss"
-    if isinstance(layer_mappings, str) or not isinstance(layer_mappings, Sequence) or not layer_mappings:
-        raise ConfigError(
-            f"{owner}.layer_mappings: a non-empty list of (student_layer, [student_process,] teacher_layer"
-            f"[, teacher_process]), got {layer_mappings!r}"
-        )
-    grouped = not _is_single_mapping(layer_mappings[0])
-
-    def flatten(values: Any) -> Any:
-        if values is None or not grouped:
-            return values
-        if all(isinstance(v, Sequence) and not isinstance(v, str) for v in values):
-            return [x for group in values for x in group]
-        return values
-
-    items = [m for group in layer_mappings for m in group] if grouped else list(layer_mappings)
-    mappings = []
-    for i, item in enumerate(items):
-        try:
-            mappings.append(LayerMapping.parse(item))
-        except ValueError as exc:
-            raise ConfigError(f"{owner}.layer_mappings[{i}]: {exc}") from None
-    loss_types = flatten(loss_types)
-    loss_weights = flatten(loss_weights)
-    if loss_types is None:
-        loss_types = ["MSE"] * len(mappings)
-    loss_types = list(loss_types)
-    if len(loss_types) != len(mappings):
-        raise ConfigError(f"{owner}.loss_types: {len(loss_types)} loss types for {len(mappings)} layer mappings")
-    if loss_weights is None:
-        loss_weights = [1.0 / len(mappings)] * len(mappings)
-    loss_weights = _check_weights(list(loss_weights), owner)
-    if len(loss_weights) != len(mappings):
-        raise ConfigError(f"{owner}.loss_weights: {len(loss_weights)} weights for {len(mappings)} layer mappings")
-    return mappings, loss_types, loss_weights
+    return _normalize_layer_mappings(layer_mappings, loss_types, loss_weights, owner)
 
 
-# Losses that read their inputs as logits of distributions over the last dimension.
-_DISTRIBUTION_LOSSES = ("KL", "CE")
-_LOG_FLOOR = 1e-12
+_DISTRIBUTION_LOSSES = DISTRIBUTION_LOSSES
+_LOG_FLOOR = LOG_FLOOR
 
 
 def _is_distribution(feature: torch.Tensor) -> bool:
-    """Whether ``feature`` already holds probabilities over its last dimension: rows in
-    [0, 1] summing to 1, except all-zero rows (padded positions, zeroed in teacher and
-    student alike: see :mod:`autokd_torch.padding`)."""
+    """Whether ``feature`` already holds probabilities over its last dimension: values in
+    [0, 1], rows summing to 1 or all zero (the core's rule,
+    :data:`autokd.distill.DISTRIBUTION_TOLERANCE`)."""
     with torch.no_grad():
         if not feature.is_floating_point() or feature.numel() == 0 or feature.min() < 0 or feature.max() > 1:
             return False
         sums = feature.sum(-1)
-        ones = (sums - 1).abs() <= 1e-3
+        ones = (sums - 1).abs() <= DISTRIBUTION_TOLERANCE
         return bool(ones.any() and (ones | (sums == 0)).all())
 
 
@@ -341,10 +298,11 @@ class IntermediateLayersKnowledgeDistillationLoss(DistillationCriterion):
     shapes are first seen; it is part of :meth:`parameters` and trained with the student.
     ``matcher_initializer(mapping, linear)``, if set, initialises new matchers.
 
-    At padded positions of a padded batch the teacher's per-token features are zero
-    (:mod:`autokd_torch.padding`), and the student's (after its matcher) are zeroed
-    too: padded positions add nothing to the loss. A zero row of an attention map reads
-    as ``log`` of the floor on both sides, so its ``KL`` is zero.
+    On a padded batch every loss receives the per-token features at the real positions
+    only (:func:`real_pair`, :mod:`autokd_torch.padding`): hidden states ``(N_real, D)``,
+    attention maps ``(N_real, H, L_longest)`` (real query rows; keys past an example's
+    end are zero on both sides and read as ``log`` of the floor, adding nothing to
+    ``KL``), so a loss that averages over positions averages over the real ones.
     """
 
     needs_teacher_logits = False
@@ -420,6 +378,7 @@ class IntermediateLayersKnowledgeDistillationLoss(DistillationCriterion):
             zip(self.layer_mappings, self.loss_funcs, self.loss_weights, strict=True)
         ):
             student, teacher = self._feature_pair(i, mapping)
+            student, teacher = real_pair(self._teacher_padding, self._teacher_spec(mapping), student, teacher)
             if self.loss_types[i] in _DISTRIBUTION_LOSSES:
                 student, teacher = _as_logits(student), _as_logits(teacher)
             term = weight * loss_fn(student, teacher)
@@ -447,7 +406,7 @@ class IntermediateLayersKnowledgeDistillationLoss(DistillationCriterion):
             )
         student, teacher = self.student_features[s_spec], self.teacher_features[t_spec]
         if student.shape == teacher.shape:
-            return self._mask_padded(t_spec, student), teacher
+            return student, teacher
         if student.shape[:-1] != teacher.shape[:-1]:
             raise AutoKDError(
                 f"layer mapping {index} ({mapping.student_layer!r} -> {mapping.teacher_layer!r}): student feature "
@@ -461,11 +420,7 @@ class IntermediateLayersKnowledgeDistillationLoss(DistillationCriterion):
             if self.matcher_initializer is not None:
                 self.matcher_initializer(mapping, matcher)
             self.feature_matchers[key] = matcher
-        return self._mask_padded(t_spec, self.feature_matchers[key](student)), teacher
-
-    def _mask_padded(self, t_spec: FeatureSpec, student: torch.Tensor) -> torch.Tensor:
-        padding = self._teacher_padding
-        return student if padding is None else padding.mask_student(t_spec, student)
+        return self.feature_matchers[key](student), teacher
 
     def teacher_feature_specs(self) -> list[FeatureSpec]:
         return list(dict.fromkeys(self._teacher_spec(m) for m in self.layer_mappings))

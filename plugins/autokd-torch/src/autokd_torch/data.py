@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from autokd import AutoKDError
+from autokd.distill import find_logits
 
 __all__ = [
     "LABEL_KEYS",
@@ -190,21 +191,10 @@ def to_device(obj: Any, device: torch.device) -> Any:
 
 
 def logits_of(outputs: Any) -> torch.Tensor:
-    """The logits of a model's outputs: the tensor itself, ``logits`` (or
-    ``prediction_logits``) of a ``ModelOutput``/dict, or the first item of a tuple."""
-    if isinstance(outputs, torch.Tensor):
-        return outputs
-    if isinstance(outputs, Mapping):
-        for key in ("logits", "prediction_logits"):
-            if outputs.get(key) is not None:
-                return outputs[key]
-        for key, value in outputs.items():
-            if key != "loss" and isinstance(value, torch.Tensor):
-                return value
-        raise AutoKDError(f"the model's outputs have no logits: keys {list(outputs.keys())}")
-    if isinstance(outputs, tuple | list) and outputs and isinstance(outputs[0], torch.Tensor):
-        return outputs[0]
-    raise AutoKDError(f"cannot find logits in the model's outputs of type {type(outputs).__name__}")
+    """The logits of a model's outputs (:func:`autokd.distill.find_logits`: the tensor
+    itself, ``logits`` or ``prediction_logits`` of a ``ModelOutput``/dict, or the first
+    item of a tuple)."""
+    return find_logits(outputs)
 
 
 def first_batch(loader: Iterable) -> Any:

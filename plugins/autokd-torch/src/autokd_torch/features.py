@@ -5,9 +5,12 @@ A *feature spec* is a ``(layer, process)`` pair: ``layer`` is a dotted module na
 ``model.named_modules()`` (``''`` is the model itself) and ``process`` is
 
 - ``''``: the whole output (a one-element tuple is unwrapped);
-- an integer or a string of digits (``'1'``): that item of a tuple / ``ModelOutput``;
+- an integer or a string of digits (``'1'``): that item of a tuple / ``ModelOutput``
+  (an index into a plain dict is an error naming its keys);
 - any other string: that key of a dict / ``ModelOutput`` (``'logits'``);
 - a callable (Python API): ``process(output) -> tensor``.
+
+The rule is the core's :func:`autokd.distill.select_output`, the same in every backend.
 
 Captured features are keyed by their spec.
 """
@@ -15,13 +18,14 @@ Captured features are keyed by their spec.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
 from autokd import ConfigError
+from autokd.distill import describe_output, select_output
 
 __all__ = ["FeatureSpec", "FeatureCapture", "find_module", "apply_process", "uses_attention_maps"]
 
@@ -45,64 +49,14 @@ def find_module(model: nn.Module, name: str, role: str = "model") -> nn.Module:
     )
 
 
-def _describe(output: Any) -> str:
-    if isinstance(output, torch.Tensor):
-        return f"a tensor of shape {tuple(output.shape)}"
-    if isinstance(output, Mapping):
-        return f"a {type(output).__name__} with keys {list(output.keys())}"
-    if isinstance(output, Sequence) and not isinstance(output, str):
-        return f"a {type(output).__name__} of {len(output)} items"
-    return f"a {type(output).__name__}"
-
-
 def apply_process(output: Any, process: Any, where: str) -> torch.Tensor:
-    """The part of a module's ``output`` that ``process`` names, as a tensor."""
-    if callable(process):
-        value = process(output)
-    elif process == "" or process is None:
-        value = output
-        if isinstance(value, tuple | list) and len(value) == 1:
-            value = value[0]
-    else:
-        key: Any = process
-        if isinstance(key, int) or (isinstance(key, str) and key.lstrip("-").isdigit()):
-            index = int(key)
-            if isinstance(output, Mapping) and not hasattr(output, "to_tuple"):
-                if key in output:
-                    return _tensor_or_error(output[key], output, process, where)
-                raise ConfigError(f"{where}: process {process!r} indexes {_describe(output)}; use one of its keys")
-            items = output.to_tuple() if hasattr(output, "to_tuple") else output
-            if not isinstance(items, tuple | list):
-                raise ConfigError(
-                    f"{where}: process {process!r} indexes the output, but it is {_describe(output)}; "
-                    f"use '' for the whole output"
-                )
-            if not -len(items) <= index < len(items):
-                raise ConfigError(f"{where}: process {process!r} is out of range: the output is {_describe(output)}")
-            value = items[index]
-        else:
-            if not isinstance(output, Mapping):
-                raise ConfigError(
-                    f"{where}: process {process!r} is a key, but the output is {_describe(output)}; "
-                    f"use an index ('0') or ''"
-                )
-            if key not in output:
-                raise ConfigError(f"{where}: key {process!r} not in the output; it has keys {list(output.keys())}")
-            value = output[key]
-    return _tensor_or_error(value, output, process, where)
-
-
-def _tensor_or_error(value: Any, output: Any, process: Any, where: str) -> torch.Tensor:
+    """The part of a module's ``output`` that ``process`` names, as a tensor (the rule is
+    :func:`autokd.distill.select_output`, shared with the TensorFlow backend)."""
+    value = select_output(output, process, where)
     if isinstance(value, torch.Tensor):
         return value
-    if value is None:
-        raise ConfigError(
-            f"{where}: process {process!r} gives None. Attention maps are only returned by eager attention "
-            f"with output_attentions=True: build the model with attn_implementation='eager' "
-            f"(or call model.set_attn_implementation('eager'))"
-        )
     raise ConfigError(
-        f"{where}: the feature must be a tensor, but process {process!r} gives {_describe(value)}; "
+        f"{where}: the feature must be a tensor, but process {process!r} gives {describe_output(value)}; "
         f"pick one part with an index ('0') or a key"
     )
 

@@ -13,6 +13,12 @@ For inputs of shape ``(..., C)`` with ``N = numel / C`` positions:
 ``KL`` and ``CE`` always apply the softmax, also to features that are already
 probabilities (attention maps): both frameworks then agree, and the distance is still
 zero exactly when the two inputs are equal.
+
+On a padded batch the criteria call every loss (these and any plugin's) with the
+per-token features at the real positions only (:func:`autokd_torch.padding.real_positions`:
+``(N_real, D)`` hidden states, ``(N_real, H, L)`` attention maps, ``(N_real, C)`` token
+logits), so ``N`` above counts real positions and ``MSE`` averages over real tokens ×
+units: the masked mean of TextBrewer's ``hid_mse_loss`` and of ``ignore_index=-100``.
 """
 
 from __future__ import annotations

@@ -1,15 +1,17 @@
-"""Optimizers from ``train.optimizer``: ``{'SGD' | 'Adam' | 'AdamW' | 'Adagrad' | 'RMSprop' |
-'Adafactor': {learning_rate, ...}}`` (Adafactor is transformers')."""
+"""Optimizers from ``train.optimizer``: ``{name: {learning_rate, ...}}``, the names of the
+core's table :data:`autokd.distill.OPTIMIZERS` that PyTorch builds (Adafactor is
+transformers')."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping  # noqa: F401
 from typing import Any
 
 import torch
 
 from autokd import ConfigError
+from autokd.distill import OPTIMIZERS, check_optimizer
 
 __all__ = ["SUPPORTED_OPTIMIZERS", "build_optimizer"]
 
@@ -17,10 +19,15 @@ SUPPORTED_OPTIMIZERS = {
     "SGD": torch.optim.SGD,
     "Adam": torch.optim.Adam,
     "AdamW": torch.optim.AdamW,
-    "Adagrad": torch.optim.Adagrad,
     "RMSprop": torch.optim.RMSprop,
+    "Adagrad": torch.optim.Adagrad,
+    "Adadelta": torch.optim.Adadelta,
+    "Adamax": torch.optim.Adamax,
+    "Nadam": torch.optim.NAdam,
     "Adafactor": None,  # transformers.optimization.Adafactor, imported when used
 }
+# the core's table and this one must name the same optimizers for PyTorch
+assert set(SUPPORTED_OPTIMIZERS) == {n for n, frameworks in OPTIMIZERS.items() if "pytorch" in frameworks}
 
 
 def build_optimizer(
@@ -31,21 +38,11 @@ def build_optimizer(
     Arguments are those of the torch class, with ``learning_rate`` for ``lr``; lists
     (``betas``) become tuples.
     """
-    if not isinstance(optimizer, Mapping) or len(optimizer) != 1:
-        raise ConfigError(
-            f"{field}: name exactly one optimizer, e.g. {{SGD: {{learning_rate: 0.001}}}}, got {optimizer!r}"
-        )
-    ((name, args),) = optimizer.items()
-    canonical = {n.lower(): n for n in SUPPORTED_OPTIMIZERS}.get(str(name).lower())
-    if canonical is None:
-        raise ConfigError(f"{field}: unknown optimizer {name!r}; supported: {', '.join(SUPPORTED_OPTIMIZERS)}")
+    canonical, args = check_optimizer(optimizer, "pytorch", field)
+    name = next(iter(optimizer))
     cls = SUPPORTED_OPTIMIZERS[canonical]
     if cls is None:
         from transformers.optimization import Adafactor as cls
-    if args is None:
-        args = {}
-    if not isinstance(args, Mapping):
-        raise ConfigError(f"{field}.{name}: expected a mapping of arguments, got {args!r}")
     accepted = [p for p in inspect.signature(cls).parameters if p not in ("params", "lr", "self")]
     kwargs: dict[str, Any] = {}
     for key, value in args.items():

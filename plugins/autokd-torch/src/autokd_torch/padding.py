@@ -15,8 +15,14 @@ per-token features are handled by their real positions only:
 - the teacher's per-token features are zeroed at padded positions, in the live path as
   well as when rebuilt from the teacher-output cache (issue #8), so that both are equal
   number for number, whatever batch an example is in; the criteria zero the student's
-  features at the same positions, so padded positions add nothing to a loss and give
-  no gradient (they carry no information).
+  features at the same positions;
+- a loss sees only the real positions (issue #20, :func:`real_positions`): a per-token
+  feature is cut to the batch's longest example and its first per-token dimension is
+  gathered at the real tokens, so ``(B, L, D)`` hidden states become ``(N_real, D)`` and
+  ``(B, H, L, L)`` attention maps ``(N_real, H, L_longest)``. A loss averaging over all
+  but the last dimension then averages over the real tokens (× heads), as TextBrewer's
+  masked losses and Hugging Face's ``ignore_index=-100`` do, and the same batch padded
+  to any length gives the same loss.
 
 Only right padding is supported (``attention_mask`` rows of ones, then zeros), which is
 what Hugging Face collators of encoder models produce.
@@ -30,7 +36,16 @@ from typing import Any
 import attrs
 import torch
 
-__all__ = ["TokenPositions", "token_positions", "zero_padded", "trim_row", "repad_rows", "slice_rows", "shorten"]
+__all__ = [
+    "TokenPositions",
+    "token_positions",
+    "zero_padded",
+    "real_positions",
+    "trim_row",
+    "repad_rows",
+    "slice_rows",
+    "shorten",
+]
 
 
 @attrs.frozen
@@ -90,6 +105,29 @@ def zero_padded(feature: torch.Tensor, mask: torch.Tensor, token_dims: Sequence[
         return feature
     keep = _keep_mask(mask.to(feature.device), feature.dim(), token_dims)
     return feature.masked_fill(~keep, 0)
+
+
+def real_positions(feature: torch.Tensor, mask: torch.Tensor, token_dims: Sequence[int]) -> torch.Tensor:
+    """``feature`` at the real positions of its batch (``mask``: ``(B, L)``, True at real
+    tokens; ``token_dims``: the feature's dimensions that follow ``L``).
+
+    Every token dimension is cut to the longest example (right padding), then the batch
+    dimension and the first token dimension are merged into one of the real positions:
+    ``(B, L, D) -> (N_real, D)``, ``(B, H, L, L) -> (N_real, H, L_longest)`` (query rows;
+    keys past an example's end stay zero, as the attention mask made them). A feature
+    without token dimensions is returned as it is.
+    """
+    if not token_dims:
+        return feature
+    mask = mask.to(feature.device)
+    longest = int(mask.sum(1).max())
+    if not bool(mask[:, longest:].any()):  # right padded: drop the columns no example reaches
+        index = [slice(None)] * feature.dim()
+        for d in token_dims:
+            index[d] = slice(0, longest)
+        feature = feature[tuple(index)]
+        mask = mask[:, :longest]
+    return feature.movedim(token_dims[0], 1)[mask]
 
 
 def trim_row(row: torch.Tensor, token_dims: Sequence[int], length: int) -> torch.Tensor:

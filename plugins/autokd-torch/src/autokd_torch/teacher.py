@@ -40,6 +40,7 @@ from torch import nn
 
 from autokd import AutoKDError
 from autokd.config import TeacherCacheConfig
+from autokd.distill import token_dims
 from autokd.worker import in_executor_worker
 
 from .cache import LOGITS, CacheFingerprint, TeacherOutputCache, _KeyMeta, collator_fingerprint, dataset_fingerprint
@@ -574,10 +575,8 @@ class TeacherForward:
             a = tuple(full[key].shape) if key in full else None
             b = tuple(short[key].shape) if key in short else None
             layout = None
-            if a is not None and b is not None and len(a) == len(b) and a[0] == 1 and b[0] == 1:
-                changed = tuple(d for d in range(1, len(a)) if a[d] != b[d])
-                if all(a[d] == seq_len and b[d] == seq_len - 1 for d in changed):
-                    layout = changed
+            if a is not None and b is not None and a[:1] == (1,):
+                layout = token_dims(a, b, seq_len)  # the core's rule, shared with TensorFlow
             if layout is None and a is not None:
                 log.info(
                     "teacher cache: the teacher's %s has shape %s for %d tokens and %s for %d: it does not follow "
