@@ -92,7 +92,7 @@ def test_tiny_bert_reloads_offline_with_the_teachers_tokenizer(tmp_path, teacher
     files = no_pickles(best)
     assert {"config.json", "model.safetensors", "tokenizer_config.json"} <= files
     assert files & {"tokenizer.json", "vocab.txt"}  # transformers 5 writes tokenizer.json
-    trained = agent._kept_models[agent.summary()["best_trial"]].eval()
+    trained = agent.trained_model(agent.summary()["best_trial"]).eval()
     reloaded = BertForSequenceClassification.from_pretrained(best).eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(input_ids=ids).logits, trained(input_ids=ids).logits, atol=1e-6, rtol=0)
@@ -134,7 +134,7 @@ def test_plain_module_saved_and_rebuilt_by_load_student(tmp_path):
     saved = json.loads((best / "arch.json").read_text())
     assert saved == {"arch": arch, "class": "test_saving.MLP", "format": "autokd-torch"}
     rebuilt = autokd_torch.load_student(str(best), build_mlp)
-    torch.testing.assert_close(rebuilt(x), agent._kept_models[best_trial](x), atol=0, rtol=0)
+    torch.testing.assert_close(rebuilt(x), agent.trained_model(best_trial)(x), atol=0, rtol=0)
     assert not torch.equal(build_mlp(arch)(x), rebuilt(x))  # the trained weights, not a fresh build
     with pytest.raises(autokd.AutoKDError, match="a plain nn.Module student: pass the model_builder"):
         autokd_torch.load_student(str(best))
@@ -190,7 +190,7 @@ def test_sentence_encoder_in_sentence_transformers_layout(tmp_path, teacher_dir,
     teacher = BertForSequenceClassification.from_pretrained(teacher_dir)
     agent = search(tmp_path, build, evaluate, teacher=teacher, example_inputs=batch)
     best = tmp_path / "out" / "best"
-    trained = agent._kept_models[agent.summary()["best_trial"]].eval()
+    trained = agent.trained_model(agent.summary()["best_trial"]).eval()
     info = json.loads((best / "metrics.json").read_text())
     if pooling == "cls":  # not mean pooling: saved as a plain module, not mislabelled
         assert info["weights"]["format"] == "safetensors state dict + arch.json"
