@@ -34,6 +34,8 @@ def test_result_files_are_present_and_well_formed(smoke_run):
         assert 0 < t["metrics"]["fidelity"] <= 1
         assert t["metrics"]["latency"] > 0 and t["metrics"]["params"] > 0
         assert 0 <= t["metrics"]["probe_accuracy"] <= 1
+        # on the shipped general English sentences (outside the corpus)
+        assert 0 < t["metrics"]["general_fidelity"] <= 1
         assert t["extras"]["builder"]["init_from_teacher"]["layers"]["rule"] == "uniform"
         assert t["extras"]["builder"]["init_from_teacher"]["width"]["kind"] == "pca_hidden"
         # each trial really distils: a student initialised from the teacher starts at 0.19
@@ -50,6 +52,7 @@ def test_result_files_are_present_and_well_formed(smoke_run):
     # the closing table: teacher and best student side by side
     assert "teacher all-MiniLM-L6-v2" in result.stdout and "| student (trial" in result.stdout
     assert f"{TEACHER_PARAMS:,}" in result.stdout
+    assert "| general fidelity |" in result.stdout
     assert "measuring teacher and student in turn: the student is" in result.stdout
     assert (out / "comparison.md").read_text().startswith("| model ")
 

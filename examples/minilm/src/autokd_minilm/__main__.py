@@ -163,7 +163,7 @@ def _teacher_metrics(agent, task) -> dict:
     ctx = autokd.EvalContext(
         example_inputs=agent.example_inputs, options=agent.config.evaluation.options_for("params"), framework="pytorch"
     )
-    row = {"fidelity": 1.0, "params": autokd.registry().evaluators.get("params", "pytorch")(teacher, ctx)}
+    row = {"fidelity": 1.0, "general_fidelity": 1.0, "params": autokd.registry().evaluators.get("params", "pytorch")(teacher, ctx)}
     train_emb, held_emb = task.teacher_embeddings()
     row["probe_accuracy"] = task.probe_accuracy(train_emb, held_emb)
     return row

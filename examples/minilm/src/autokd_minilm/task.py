@@ -23,7 +23,7 @@ from torch import nn
 import autokd
 from autokd import Config, load_config
 
-from .data import MissingAssetError, Utterances, load_utterances
+from .data import MissingAssetError, Utterances, general_english, load_utterances
 
 log = logging.getLogger("autokd.minilm")
 
@@ -153,10 +153,27 @@ def embed(model: nn.Module, data: TokenizedTexts, batch_size: int = 64) -> torch
 
 
 @functools.cache
+def general_texts() -> TokenizedTexts:
+    """The shipped general English sentences (``data.general_english``), outside the corpus."""
+    texts = general_english()
+    return TokenizedTexts(Utterances(texts, (0,) * len(texts), ("general",)))
+
+
+@functools.cache
 def teacher_embeddings() -> tuple[torch.Tensor, torch.Tensor]:
     train, held_out = datasets()
     teacher = load_teacher()
     return embed(teacher, train), embed(teacher, held_out)
+
+
+@functools.cache
+def teacher_general_embeddings() -> torch.Tensor:
+    return embed(load_teacher(), general_texts())
+
+
+def fidelity(student: nn.Module, data: TokenizedTexts, teacher_embedded: torch.Tensor) -> float:
+    """Mean cosine between the student's and the teacher's sentence embeddings of ``data``."""
+    return torch.nn.functional.cosine_similarity(embed(student, data), teacher_embedded, dim=-1).mean().item()
 
 
 # --- students ------------------------------------------------------------------------------
@@ -320,9 +337,10 @@ def _train_section(config: Config) -> dict:
 
 
 class EvalFunc:
-    """Fidelity (mean cosine to the teacher's embeddings of held-out utterances) and
-    linear-probe topic accuracy (logistic regression on the train part's embeddings,
-    accuracy on the held-out part). Saves each trained student under
+    """Fidelity (mean cosine to the teacher's embeddings of held-out utterances), the same
+    on the shipped general English sentences (``general_fidelity``: outside the corpus'
+    domain) and linear-probe topic accuracy (logistic regression on the train part's
+    embeddings, accuracy on the held-out part). Saves each trained student under
     ``<output_dir>/students/`` so the best one can be exported."""
 
     def __init__(self, output_dir: str | None = None):
@@ -332,12 +350,13 @@ class EvalFunc:
         train, held_out = datasets()
         _, teacher_held = teacher_embeddings()
         student_held = embed(student, held_out)
-        fidelity = torch.nn.functional.cosine_similarity(student_held, teacher_held, dim=-1).mean().item()
+        held_fidelity = torch.nn.functional.cosine_similarity(student_held, teacher_held, dim=-1).mean().item()
         probe = probe_accuracy(embed(student, train), student_held)
+        general = fidelity(student, general_texts(), teacher_general_embeddings())
         if self.output_dir is not None:
             arch = {k: getattr(student.config, k) for k in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")}
             save_student(student, student_dir(self.output_dir, arch))
-        return {"fidelity": fidelity, "probe_accuracy": probe}
+        return {"fidelity": held_fidelity, "probe_accuracy": probe, "general_fidelity": general}
 
 
 def probe_accuracy(train_embeddings: torch.Tensor, held_embeddings: torch.Tensor) -> float:
