@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from ._trial import record_extra
+from ._trial import TrialContext, current_trial, record_extra
 from .advisor import Advisor, GridAdvisor, Objective, RandomAdvisor, SearchExhausted
 from .autodistillation import AutoDistillation
 from .backend import Backend, SearchFunctions
@@ -19,6 +19,9 @@ from .config import (
     Config,
     Constraint,
     DistillationStagesConfig,
+    ExecutorConfig,
+    FidelityConfig,
+    FinalDistillationConfig,
     LayerMapping,
     SearchConfig,
     Stage,
@@ -26,9 +29,11 @@ from .config import (
 )
 from .errors import AutoKDError, ConfigError, PluginError, UnknownNameError
 from .evaluation import EvalContext, known_direction
+from .executor import Executor, LocalExecutor, TrialTask
 from .hookspecs import hookimpl, hookspec
 from .plugins import registry
 from .results import ResultStore, TrialRecord, pareto_front, select_best
+from .runner import FatalSearchError, TrialRunner
 from .space import SearchSpace, SearchSpaceError
 
 __all__ = [
@@ -42,8 +47,14 @@ __all__ = [
     "Constraint",
     "DistillationStagesConfig",
     "EvalContext",
+    "ExecutorConfig",
+    "FidelityConfig",
+    "FinalDistillationConfig",
+    "Executor",
+    "FatalSearchError",
     "GridAdvisor",
     "LayerMapping",
+    "LocalExecutor",
     "Objective",
     "PluginError",
     "RandomAdvisor",
@@ -54,9 +65,13 @@ __all__ = [
     "SearchSpace",
     "SearchSpaceError",
     "Stage",
+    "TrialContext",
     "TrialRecord",
+    "TrialRunner",
+    "TrialTask",
     "UnknownNameError",
     "__version__",
+    "current_trial",
     "hookimpl",
     "hookspec",
     "known_direction",

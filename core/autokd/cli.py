@@ -16,30 +16,46 @@ from typing import Any
 
 import attrs
 
-from .errors import AutoKDError, ConfigError, UnknownNameError
+from .errors import AutoKDError, ConfigError, StoreError, UnknownNameError
 
 __all__ = ["main", "import_string", "run_config"]
 
 log = logging.getLogger("autokd")
 
 
-def import_string(spec: str, field: str) -> Any:
-    """``"package.module:attribute"`` → the attribute; errors name the config field."""
+def import_string(spec: str, field: str, callable_: bool = False) -> Any:
+    """``"package.module:attribute"`` → the attribute; errors name the config field, the
+    module and what went wrong (a module that raises or does not compile at import, a
+    missing attribute, or with ``callable_`` an attribute that is not callable).
+
+    A config is code: its import strings run with the user's rights."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ConfigError(f"{field}: {spec!r} is not an import string like 'package.module:function'")
-    if os.getcwd() not in sys.path:  # user modules next to the config, as `python -m` would
-        sys.path.insert(0, os.getcwd())
+    # User modules next to the config still import, but the working directory comes
+    # last: a stray tqdm.py or yaml.py there must not shadow an installed module (#13).
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"{field}: cannot import module {module_name!r} ({exc})") from None
+    except SyntaxError as exc:
+        raise ConfigError(
+            f"{field}: module {module_name!r} does not compile: {exc.msg} ({exc.filename}, line {exc.lineno})"
+        ) from None
+    except (Exception, SystemExit) as exc:  # the user's module raised at import time
+        raise ConfigError(f"{field}: importing module {module_name!r} raised {type(exc).__name__}: {exc}") from None
     obj = module
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
             raise ConfigError(f"{field}: module {module_name!r} has no attribute {attr!r}") from None
+    if callable_ and not callable(obj):
+        raise ConfigError(
+            f"{field}: {spec!r} is a {type(obj).__name__} ({obj!r:.60}), not a function: name a callable"
+        )
     return obj
 
 
@@ -73,13 +89,22 @@ def run_config(
         config = attrs.evolve(config, auto_distillation=attrs.evolve(config.auto_distillation, search=search))
     output_dir = output_dir or os.path.join("autokd-output", config.model.name or os.path.splitext(os.path.basename(config_path))[0])
 
+    # Every import string is resolved and checked now, before any training.
     user_builder = None
     if config.model.builder and ":" in config.model.builder:
-        fn = import_string(config.model.builder, "model.builder")
+        fn = import_string(config.model.builder, "model.builder", callable_=True)
         options = dict(config.model.builder_options)
         user_builder = (lambda arch: fn(arch, **options)) if options else fn
-    train_func = import_string(config.train.function, "train.function") if config.train.function else None
-    eval_func = import_string(config.evaluation.function, "evaluation.function") if config.evaluation.function else None
+    train_func = import_string(config.train.function, "train.function", True) if config.train.function else None
+    eval_func = (
+        import_string(config.evaluation.function, "evaluation.function", True) if config.evaluation.function else None
+    )
+    for field, spec in (("data.train", config.data.train), ("data.eval", config.data.eval)):
+        if spec:
+            import_string(spec, field, callable_=True)
+    teacher = config.model.teacher
+    if teacher and ":" in teacher and not os.path.isdir(teacher):  # else a model folder the backend loads
+        import_string(teacher, "model.teacher", callable_=True)
 
     example_inputs = eval_data = None
     if user_builder is None or train_func is None or eval_func is None:
@@ -122,18 +147,32 @@ def _fmt(value: Any) -> str:
 
 
 def format_report(output_dir: str) -> str:
-    """The trials as a table, the Pareto front and the best arch."""
-    from .results import ResultStore
+    """The trials as a table, the Pareto front and the best arch.
+
+    Reads only: the store is never repaired or rewritten here. The front and the best
+    trial are computed from ``trials.jsonl`` (``summary.json`` may be stale after a
+    kill); ``summary.json`` gives only the objectives and constraints."""
+    from .advisor import Objective
+    from .config import Constraint
+    from .results import ResultStore, pareto_front, select_best
 
     store = ResultStore(output_dir)
-    records = store.load()
+    if not os.path.isdir(store.output_dir):
+        raise StoreError(f"{store.output_dir}: no such output directory")
+    records = store.load(repair=False)
     summary = store.read_summary() or {}
     if not records:
         raise AutoKDError(f"{store.trials_path}: no trials recorded")
     arch_keys = list(dict.fromkeys(k for r in records for k in r.arch))
     metric_keys = list(dict.fromkeys(k for r in records for k in r.metrics if not isinstance(r.metrics[k], dict | list)))
-    front = {t["trial"] for t in summary.get("pareto_front", [])}
-    best = summary.get("best_trial")
+    try:
+        objectives = [Objective(str(o["name"]), bool(o["higher_is_better"])) for o in summary.get("objectives", [])]
+        constraints = [Constraint.parse(c) for c in summary.get("constraints", [])]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{store.summary_path}: unreadable objectives or constraints ({exc})") from None
+    front = {r.trial for r in pareto_front(records, objectives)} if objectives else set()
+    best_record, feasible = select_best(records, objectives, constraints) if objectives else (None, True)
+    best = None if best_record is None else best_record.trial
     header = ["trial", *arch_keys, *metric_keys, "status", "time_s", ""]
     rows = []
     for r in records:
@@ -146,15 +185,31 @@ def format_report(output_dir: str) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths).rstrip())
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    objectives = summary.get("objectives", [])
+    lines.append("")
     if objectives:
-        lines.append("")
-        lines.append("objectives: " + ", ".join(f"{o['name']} ({'higher' if o['higher_is_better'] else 'lower'} is better)" for o in objectives))
+        lines.append("objectives: " + ", ".join(f"{o.name} ({'higher' if o.higher_is_better else 'lower'} is better)" for o in objectives))
+    else:
+        lines.append(f"objectives: unknown ({store.summary_path} is missing): no front or best")
     lines.append(f"pareto front: trials {sorted(front)}")
-    if summary.get("best_model_arch") is not None:
-        note = "" if summary.get("best_meets_constraints", True) else " (no trial meets the constraints)"
-        lines.append(f"best trial {best}: {summary['best_model_arch']}{note}")
+    if best_record is not None:
+        note = "" if feasible or not constraints else " (no trial meets the constraints)"
+        lines.append(f"best trial {best}: {best_record.arch}{note}")
     return "\n".join(lines)
+
+
+def _report_command(output_dirs: list[str], merged_dir: str | None) -> None:
+    """One output dir: its report. Several: merged into one (``autokd.merge``), then reported."""
+    if len(output_dirs) == 1 and merged_dir is None:
+        print(format_report(output_dirs[0]))
+        return
+    import tempfile
+
+    from .merge import merge_output_dirs
+
+    with tempfile.TemporaryDirectory(prefix="autokd-merged-") as tmp:
+        merged = merge_output_dirs(output_dirs, merged_dir or tmp)
+        print(format_report(merged.output_dir))
+        print(merged.legend())
 
 
 def format_plugins() -> str:
@@ -193,7 +248,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     sub.add_parser("plugins", help="list plugins and what each registered")
     report = sub.add_parser("report", help="show the trials, Pareto front and best arch of an output dir")
-    report.add_argument("output_dir")
+    report.add_argument("output_dir", nargs="+", help="an output dir; several (drivers of one search) are merged")
+    report.add_argument("--merged-dir", help="where merged trials go (default: a temporary dir, removed after)")
     return parser
 
 
@@ -211,9 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "plugins":
             print(format_plugins())
         elif args.command == "report":
-            print(format_report(args.output_dir))
+            _report_command(args.output_dir, args.merged_dir)
         return 0
-    except (ConfigError, UnknownNameError) as exc:
+    except (ConfigError, UnknownNameError, StoreError) as exc:
         if args.verbose:
             raise
         print(f"autokd: error: {exc}", file=sys.stderr)

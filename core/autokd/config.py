@@ -17,10 +17,12 @@ Every layout of the AutoDistillation design is accepted:
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 import os
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,12 +32,16 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 
 from .advisor import Objective
 from .errors import ConfigError
+from .evaluation import metric_value
 from .space import SearchSpace, SearchSpaceError
 
 __all__ = [
     "Config",
     "ModelConfig",
     "SearchConfig",
+    "FidelityConfig",
+    "ExecutorConfig",
+    "FinalDistillationConfig",
     "DistillationStagesConfig",
     "AutoDistillationConfig",
     "TrainConfig",
@@ -139,8 +145,8 @@ class Constraint:
         return cls(match[1], match[2], float(match[3]))
 
     def holds(self, metrics: Mapping[str, Any]) -> bool:
-        value = metrics.get(self.metric)
-        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        value = metric_value(metrics.get(self.metric))
+        if value is None:
             return False
         return self._OPS[self.op](value, self.bound)
 
@@ -177,6 +183,50 @@ class ModelConfig:
 
 
 @attrs.frozen
+class FidelityConfig:
+    """``auto_distillation.search.fidelity``: multi-fidelity search (successive halving).
+
+    :ivar schedule: ``successive_halving`` (one bracket of ``max_trials`` candidates) or
+        ``hyperband`` (brackets starting at each rung, ``max_trials`` shared among them).
+    :ivar min_fraction: the first rung's share of every stage's ``train_steps``.
+    :ivar eta: the best ``1/eta`` of a rung go on to a budget ``eta`` times larger.
+    """
+
+    schedule: str = "successive_halving"
+    min_fraction: float = 1 / 9
+    eta: int = 3
+
+
+@attrs.frozen
+class ExecutorConfig:
+    """``auto_distillation.search.executor``: what runs the trials.
+
+    :ivar name: a registered executor (``local``: serial, in process; ``processes``; ...).
+    :ivar max_concurrent: trials running at once.
+    :ivar options: every other key, passed to the executor's factory.
+    """
+
+    name: str = "local"
+    max_concurrent: int = 1
+    options: dict = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class FinalDistillationConfig:
+    """``auto_distillation.final_distillation``: after the search, distil the chosen
+    architecture(s) to the end.
+
+    :ivar candidates: 1 (the best architecture) or k (the best k of the Pareto front).
+    :ivar train_steps: the final model's steps, one per stage (flash stages, then regular).
+    :ivar multiplier: or the final model's steps as a multiple of the configured ones.
+    """
+
+    candidates: int = 1
+    train_steps: list[int] | None = None
+    multiplier: float | None = None
+
+
+@attrs.frozen
 class SearchConfig:
     """``auto_distillation.search``."""
 
@@ -190,6 +240,8 @@ class SearchConfig:
     constraints: list[str] = attrs.field(factory=list)
     storage: str | None = None
     study_name: str | None = None
+    fidelity: FidelityConfig | None = None
+    executor: ExecutorConfig = attrs.field(factory=ExecutorConfig)
 
     @property
     def space(self) -> SearchSpace:
@@ -232,6 +284,7 @@ class AutoDistillationConfig:
     search: SearchConfig
     flash_distillation: DistillationStagesConfig | None = None
     regular_distillation: DistillationStagesConfig | None = None
+    final_distillation: FinalDistillationConfig | None = None
 
     def flash_stages(self) -> list[Stage]:
         return _stages(self.flash_distillation, "flash_distillation", [])
@@ -422,6 +475,27 @@ def _make_converter() -> cattrs.Converter:
     def optional(fn):
         return lambda value, _type: None if value is None else fn(value, _type)
 
+    def typed_list(value, list_type):
+        # cattrs would split a string into characters (`record: latency` → l, a, t...):
+        # every list field refuses a lone string instead (#13), as search_space does.
+        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+            one = f" (write [{value}] for a one-item list)" if isinstance(value, str) else ""
+            raise TypeError(f"expected a list, got {_type_name(value)} {value!r}{one}{_hint(value)}")
+        (item_type,) = typing.get_args(list_type)
+        errors, out = [], []
+        for i, v in enumerate(value):
+            try:
+                out.append(conv.structure(v, item_type))
+            except Exception as exc:  # noqa: BLE001 - collected and reported with its index
+                exc.add_note(IterableValidationNoteCompat(f"index {i}", i))
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError("bad list", errors, list_type)
+        return out
+
+    conv.register_structure_hook_func(
+        lambda t: typing.get_origin(t) is list and len(typing.get_args(t)) == 1, typed_list
+    )
     conv.register_structure_hook(int | list[int], int_or_list)
     conv.register_structure_hook(float | list[float], float_or_list)
     conv.register_structure_hook(bool | list[bool], bool_or_list)
@@ -440,8 +514,11 @@ def _make_converter() -> cattrs.Converter:
             if opts is None:
                 opts = {}
             if not isinstance(opts, Mapping):
+                near = _nearest(str(key), ["function", "batch_size", "record"])
                 exc = TypeError(
-                    f"expected the options of metric {key!r} as a mapping (e.g. {key}: {{batch_size: 1}}), "
+                    f"unknown key{near}; a metric's options are a mapping, got {_type_name(opts)} {opts!r}"
+                    if near
+                    else f"expected the options of metric {key!r} as a mapping (e.g. {key}: {{batch_size: 1}}), "
                     f"got {_type_name(opts)} {opts!r}"
                 )
                 exc.add_note(IterableValidationNoteCompat(f"key {key}", key))
@@ -454,7 +531,25 @@ def _make_converter() -> cattrs.Converter:
         return EvaluationConfig(base.function, base.batch_size, base.record, options)
 
     conv.register_structure_hook(EvaluationConfig, evaluation)
+
+    def executor(value, _type):
+        if isinstance(value, str):  # executor: processes
+            value = {"name": value}
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a mapping like {{name: processes, max_concurrent: 2}}, got {_type_name(value)} {value!r}")
+        fixed = {k: value[k] for k in ("name", "max_concurrent") if k in value}
+        base = conv.structure(fixed, _ExecutorFixed)
+        options = {str(k): v for k, v in value.items() if k not in fixed}
+        return ExecutorConfig(base.name, base.max_concurrent, options)
+
+    conv.register_structure_hook(ExecutorConfig, executor)
     return conv
+
+
+@attrs.frozen
+class _ExecutorFixed:
+    name: str = "local"
+    max_concurrent: int = 1
 
 
 @attrs.frozen
@@ -750,6 +845,100 @@ def _check_search(search: SearchConfig, path: str, problems: list[str]) -> None:
             problems.append(f"{path}.constraints[{i}]: {exc}")
     if not search.search_algorithm:
         problems.append(f"{path}.search_algorithm: empty: name an advisor such as 'BO' or 'random'")
+    _check_fidelity(search.fidelity, f"{path}.fidelity", problems)
+    if search.executor.max_concurrent < 1:
+        problems.append(
+            f"{path}.executor.max_concurrent: must be >= 1 (trials running at once), got {search.executor.max_concurrent}"
+        )
+    if not search.executor.name:
+        problems.append(f"{path}.executor.name: empty: name an executor such as 'local' or 'processes'")
+
+
+_SCHEDULES = ("successive_halving", "hyperband")
+
+
+def _check_fidelity(fidelity: FidelityConfig | None, path: str, problems: list[str]) -> None:
+    if fidelity is None:
+        return
+    if fidelity.schedule not in _SCHEDULES:
+        problems.append(f"{path}.schedule: {fidelity.schedule!r} is not one of {list(_SCHEDULES)}")
+    if not 0 < fidelity.min_fraction <= 1:
+        problems.append(
+            f"{path}.min_fraction: must be in (0, 1] (the first rung's share of each stage's train_steps, "
+            f"e.g. 0.1111 for 1/9), got {fidelity.min_fraction}"
+        )
+    if fidelity.eta < 2:
+        problems.append(
+            f"{path}.eta: must be >= 2 (the best 1/eta of a rung go on to an eta times larger budget), got {fidelity.eta}"
+        )
+
+
+def _check_final(final: FinalDistillationConfig | None, n_stages: int, path: str, problems: list[str]) -> None:
+    if final is None:
+        return
+    if final.candidates < 1:
+        problems.append(f"{path}.candidates: must be >= 1 (1: the best architecture, k: the best k of the front)")
+    if (final.train_steps is None) == (final.multiplier is None):
+        problems.append(
+            f"{path}: give exactly one of train_steps (the final model's steps, one per stage) or multiplier "
+            f"(its steps as a multiple of the configured ones, e.g. 3)"
+        )
+    if final.multiplier is not None and not final.multiplier >= 1:
+        problems.append(f"{path}.multiplier: must be >= 1 (the search's full budget is 1), got {final.multiplier}")
+    if final.train_steps is not None:
+        if n_stages == 0:
+            problems.append(
+                f"{path}.train_steps: the config has no distillation stages to give steps to; use multiplier"
+            )
+        elif len(final.train_steps) != n_stages:
+            problems.append(
+                f"{path}.train_steps: {len(final.train_steps)} values for {n_stages} stages "
+                f"(one per stage: flash stages, then regular stages)"
+            )
+        for i, steps in enumerate(final.train_steps):
+            if steps < 0:
+                problems.append(f"{path}.train_steps[{i}]: must be >= 0, got {steps}")
+
+
+def _check_metric_names(
+    search: SearchConfig | None, evaluation: EvaluationConfig, search_path: str, problems: list[str]
+) -> None:
+    """Constraints and ``evaluation.<metric>`` options name metrics a trial computes: an
+    objective, a metric in ``evaluation.record``, or a registered evaluator (#13: a
+    misspelt ``latncy`` was taken as a metric, and a constraint on an unknown metric was
+    silently ignored by the best-arch rule)."""
+    from .plugins import registry
+
+    evaluators = registry().evaluators
+    objectives = list(search.metrics) if search is not None else []
+    computed = [*objectives, *evaluation.record]
+    known = [*computed, *evaluators.names()]
+    if search is not None:
+        for i, text in enumerate(search.constraints):
+            try:
+                metric = Constraint.parse(text).metric
+            except ValueError:
+                continue  # reported by _check_search
+            if metric not in computed and metric not in evaluators:
+                problems.append(
+                    f"{search_path}.constraints[{i}]: {metric!r} is not a metric of this search: add it to "
+                    f"evaluation.record (a metric eval_func returns) or install the evaluator that computes it"
+                    + _nearest(metric, known)
+                )
+    fixed = ["function", "batch_size", "record"]
+    for key in evaluation.metric_options:
+        if key in computed or key in evaluators:
+            continue
+        problems.append(
+            f"evaluation.{key}: unknown key{_nearest(key, [*fixed, *known])}. Keys here are {', '.join(fixed)} "
+            f"and the options of a metric that is searched ({', '.join(objectives) or 'none'}), recorded "
+            f"(evaluation.record) or a registered evaluator ({', '.join(evaluators.names()) or 'none installed'})"
+        )
+
+
+def _nearest(name: str, candidates: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(dict.fromkeys(candidates)), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _check_import_string(value: str | None, path: str, problems: list[str]) -> None:
@@ -888,8 +1077,11 @@ def _parse_document(doc: Any, source: str | None) -> Config:
             for key in raw.pop("_unknown_flash", []):
                 problems.append(f"{p('flash_distillation')}.{key}: unknown key (known: knowledge_transfer, regular_distillation)")
             for key in raw:
-                if key not in ("search", "flash_distillation", "regular_distillation"):
-                    problems.append(f"{p(key)}: unknown key (known keys here: search, flash_distillation, regular_distillation)")
+                if key not in ("search", "flash_distillation", "regular_distillation", "final_distillation"):
+                    problems.append(
+                        f"{p(key)}: unknown key (known keys here: search, flash_distillation, "
+                        f"regular_distillation, final_distillation)"
+                    )
             search = None
             if raw.get("search") is None:
                 problems.append(f"{p('search')}: required but missing")
@@ -909,8 +1101,14 @@ def _parse_document(doc: Any, source: str | None) -> Config:
                 regular = _structure(raw["regular_distillation"], DistillationStagesConfig, reg_path, problems)
                 if regular is not None:
                     _stages(regular, reg_path, problems)
+            final = None
+            if raw.get("final_distillation") is not None:
+                final = _structure(raw["final_distillation"], FinalDistillationConfig, p("final_distillation"), problems)
+                if final is not None:
+                    n_stages = len(_stages(flash, flash_path, [])) + len(_stages(regular, reg_path, []))
+                    _check_final(final, n_stages, p("final_distillation"), problems)
             if search is not None:
-                auto = AutoDistillationConfig(search, flash, regular)
+                auto = AutoDistillationConfig(search, flash, regular, final)
 
     distillation = None
     if doc.get("distillation") is not None:
@@ -923,6 +1121,7 @@ def _parse_document(doc: Any, source: str | None) -> Config:
         _check_train(train, "train", problems)
     evaluation = _structure(doc.get("evaluation") or {}, EvaluationConfig, "evaluation", problems) or EvaluationConfig()
     _check_import_string(evaluation.function, "evaluation.function", problems)
+    _check_metric_names(auto.search if auto is not None else None, evaluation, p("search"), problems)
     data = _structure(doc.get("data") or {}, DataConfig, "data", problems) or DataConfig()
     _check_import_string(data.train, "data.train", problems)
     _check_import_string(data.eval, "data.eval", problems)
@@ -958,21 +1157,103 @@ def load_config(conf: Any, framework: str | None = None) -> Config:
     return cfg
 
 
+# A config is a few hundred nodes; a document whose aliases expand past this is an alias
+# bomb (#13: a 659-byte file wrote a 197 MB summary.json per trial).
+MAX_YAML_NODES = 100_000
+
+
 def _read_yaml(path: str) -> Any:
     import yaml
 
     try:
-        with open(path, encoding="utf-8") as fh:
-            doc = yaml.safe_load(fh)
+        with open(path, "rb") as fh:
+            data = fh.read()
     except FileNotFoundError:
         raise ConfigError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a YAML config file", path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror or exc}", path) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (a binary file?): {exc.reason} at byte {exc.start}", path) from None
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _check_expansion(node, path)
+        doc = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", path) from None
+        raise ConfigError(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}", path) from None
+    finally:
+        loader.dispose()
     if doc is None:
         raise ConfigError("the file is empty", path)
     return doc
+
+
+def _check_expansion(root: Any, path: str) -> None:
+    """Refuse a document whose aliases expand to more than MAX_YAML_NODES nodes (or
+    refer to themselves), counting before anything is built."""
+    count, stack = 0, [root]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise ConfigError(
+                f"the document expands to more than {MAX_YAML_NODES:,} YAML nodes through its aliases (*name); "
+                f"refusing it as an alias bomb: write the values out or use fewer aliases",
+                path,
+            )
+        value = node.value
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, tuple):
+                    stack.extend(item)
+                else:
+                    stack.append(item)
+
+
+def _make_strict_loader():
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        """``yaml.safe_load`` that refuses a key given twice in one mapping."""
+
+    def construct_mapping(loader, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None,
+                    f"duplicate key {key_node.value!r} (first given at line {seen[key] + 1}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return loader.construct_mapping(node, deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return StrictLoader
+
+
+class _LazyLoader:
+    """The strict loader class, made on first use (PyYAML is imported lazily)."""
+
+    _cls = None
+
+    def __call__(self, text):
+        if _LazyLoader._cls is None:
+            _LazyLoader._cls = _make_strict_loader()
+        return _LazyLoader._cls(text)
+
+
+_StrictLoader = _LazyLoader()
 
 
 def to_dict(config: Config) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AutoKDError", "ConfigError", "PluginError", "UnknownNameError"]
+__all__ = ["AutoKDError", "ConfigError", "PluginError", "UnknownNameError", "StoreError", "AdvisorError"]
 
 
 class AutoKDError(Exception):
@@ -36,3 +36,14 @@ class UnknownNameError(AutoKDError, LookupError):
 
     def __str__(self) -> str:  # KeyError-style quoting would mangle the message
         return str(self.args[0]) if self.args else ""
+
+
+class StoreError(AutoKDError):
+    """An output directory that cannot be used as asked: an unreadable ``trials.jsonl``
+    (``trials.jsonl:LINE: why``), another run holding it, a resume whose config no longer
+    matches the records. ``autokd`` exits with status 2, as for a bad config."""
+
+
+class AdvisorError(AutoKDError):
+    """An advisor that proposed something outside the search space or raised; the
+    message names the advisor, its plugin and its distribution."""

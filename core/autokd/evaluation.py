@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import attrs
 
-__all__ = ["EvalContext", "known_direction"]
+__all__ = ["EvalContext", "known_direction", "metric_value"]
+
+
+def metric_value(value: Any) -> float | None:
+    """The one rule for what counts as a metric value: a finite real number (int, float,
+    ``Decimal``, ``Fraction``, numpy scalars) as a float; anything else, including
+    booleans and numeric strings, is None. Ranking, constraints and the check that fails
+    a trial with a non-numeric objective all use it (issue #13: a ``Decimal`` recorded
+    ``ok`` was never ranked)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Number):
+        item = getattr(value, "item", None)  # torch / tensorflow 0-d tensors
+        if not callable(item) or isinstance(value, str | bytes):
+            return None
+        try:
+            value = item()
+        except (TypeError, ValueError, RuntimeError):
+            return None
+        if isinstance(value, bool) or not isinstance(value, numbers.Number):
+            return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 @attrs.frozen

@@ -94,3 +94,19 @@ def register_evaluators(register: Callable[..., None]) -> None:
         ``context`` is an :class:`autokd.EvalContext`. ``higher_is_better`` declares the
         metric's direction so configs may leave ``search.higher_is_better`` out.
     """
+
+
+# --- running trials ---------------------------------------------------------------------
+
+
+@hookspec
+def register_executors(register: Callable[..., None]) -> None:
+    """Register executors: what runs a search's trials (``search.executor.name``).
+
+    :param register: ``register(name, executor_factory)``. ``executor_factory`` is
+        called as ``executor_factory(runner, *, max_concurrent, **options)`` (``options``:
+        the other keys of ``search.executor``) and returns an :class:`autokd.Executor`
+        that runs :class:`autokd.TrialTask` objects with ``runner`` (an
+        :class:`autokd.TrialRunner`) and returns their records as they finish. The core
+        registers ``local`` (serial, in process).
+    """

@@ -11,12 +11,15 @@ Environment:
 - ``AUTOKD_DISABLE_PLUGINS=name,...``: plugins (entry-point or distribution names) not
   to load.
 - ``AUTOKD_LOAD_PLUGINS=name,...``: load only these plugins (the core's built-ins always
-  load).
+  load; ``none`` loads only them).
+
+A name in either variable that no installed plugin or distribution has is reported.
 - ``AUTOKD_STRICT_PLUGINS=1``: plugin problems are errors, not warnings.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import os
 import threading
@@ -109,6 +112,7 @@ _SINGULAR = {
     "losses": "loss",
     "trainers": "trainer",
     "evaluators": "evaluator",
+    "executors": "executor",
 }
 
 
@@ -210,7 +214,7 @@ class Kind:
 class Registry:
     """Everything the loaded plugins registered, one :class:`Kind` per hook."""
 
-    KINDS = ("advisors", "model_builders", "criteria", "losses", "trainers", "evaluators")
+    KINDS = ("advisors", "model_builders", "criteria", "losses", "trainers", "evaluators", "executors")
 
     def __init__(self):
         self.advisors = Kind("advisors")
@@ -219,6 +223,7 @@ class Registry:
         self.losses = Kind("losses")
         self.trainers = Kind("trainers")
         self.evaluators = Kind("evaluators")
+        self.executors = Kind("executors")
         self.plugins: list[PluginInfo] = []
 
     def kind(self, name: str) -> Kind:
@@ -256,20 +261,40 @@ def _make_registers(info: PluginInfo, reg: Registry) -> dict[str, Callable[..., 
             raise PluginError(f"{who} registered advisor {name!r} with a factory that is not callable")
         add("advisors", name, factory, None, aliases=aliases)
 
+    def must_call(what: str, name: Any, value: Any) -> None:
+        if not callable(value):
+            raise PluginError(
+                f"{who} registered {what} {name!r} as {type(value).__name__} {value!r:.60}, which is not callable"
+            )
+
     def register_model_builder(name, builder, framework=None):
-        add("model_builders", name, builder, _framework_arg(framework, who, f"model builder {name!r}", False))
+        fw = _framework_arg(framework, who, f"model builder {name!r}", False)
+        must_call("model builder", name, builder)
+        add("model_builders", name, builder, fw)
 
     def register_criterion(name, criterion_cls, framework):
-        add("criteria", name, criterion_cls, _framework_arg(framework, who, f"criterion {name!r}", True))
+        fw = _framework_arg(framework, who, f"criterion {name!r}", True)
+        must_call("criterion", name, criterion_cls)
+        add("criteria", name, criterion_cls, fw)
 
     def register_loss(name, loss_fn, framework):
-        add("losses", name, loss_fn, _framework_arg(framework, who, f"loss {name!r}", True))
+        fw = _framework_arg(framework, who, f"loss {name!r}", True)
+        must_call("loss", name, loss_fn)
+        add("losses", name, loss_fn, fw)
 
     def register_trainer(framework, backend):
         fw = _framework_arg(framework, who, "a trainer backend", True)
+        # A lazy stand-in (a class with __getattr__) is not inspected: resolving it
+        # would import a framework just to list plugins.
+        proxy = hasattr(type(backend), "__getattr__")
+        if not proxy and not callable(getattr(backend, "search_functions", None)):
+            raise PluginError(
+                f"{who} registered a {fw} trainer backend {backend!r:.60} without a search_functions method"
+            )
         add("trainers", fw, backend, fw)
 
     def register_evaluator(name, evaluator, framework=None, higher_is_better=None):
+        must_call("evaluator", name, evaluator)
         add(
             "evaluators",
             name,
@@ -278,7 +303,13 @@ def _make_registers(info: PluginInfo, reg: Registry) -> dict[str, Callable[..., 
             higher_is_better=higher_is_better,
         )
 
+    def register_executor(name, executor_factory):
+        if not callable(executor_factory):
+            raise PluginError(f"{who} registered executor {name!r} with a factory that is not callable")
+        add("executors", name, executor_factory, None)
+
     return {
+        "register_executors": register_executor,
         "register_advisors": register_advisor,
         "register_model_builders": register_model_builder,
         "register_criteria": register_criterion,
@@ -295,6 +326,7 @@ _HOOKS = (
     "register_losses",
     "register_trainers",
     "register_evaluators",
+    "register_executors",
 )
 
 _lock = threading.RLock()
@@ -306,10 +338,16 @@ def _entry_points():
     eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     seen = set()
     for ep in sorted(eps, key=lambda e: e.name):
-        if ep.name in seen:  # the same distribution found twice on sys.path
+        key = (ep.name, _dist_name(ep))
+        if key in seen:  # the same distribution found twice on sys.path
             continue
-        seen.add(ep.name)
+        seen.add(key)
         yield ep
+
+
+def _dist_name(ep) -> str | None:
+    dist = getattr(ep, "dist", None)
+    return dist.metadata["Name"] if dist is not None else None
 
 
 def _load() -> Registry:
@@ -326,16 +364,37 @@ def _load() -> Registry:
 
     disabled = _names_from_env("AUTOKD_DISABLE_PLUGINS") or set()
     allowed = _names_from_env("AUTOKD_LOAD_PLUGINS")
+    installed: set[str] = {BUILTIN_PLUGIN, "none"}  # AUTOKD_LOAD_PLUGINS=none: only the built-ins
+    taken: dict[str, str | None] = {}
     for ep in _entry_points():
         dist = getattr(ep, "dist", None)
-        dist_name = dist.metadata["Name"] if dist is not None else None
+        dist_name = _dist_name(ep)
         version = dist.version if dist is not None else None
         names = {ep.name.lower(), (dist_name or "").lower()}
+        installed |= names - {""}
         if names & disabled:
             continue
         if allowed is not None and not (names & allowed):
             continue
+        if ep.name in taken:
+            # pluggy knows plugins by name: a second one of that name cannot load.
+            info = PluginInfo(ep.name, dist_name, version)
+            info.error = f"entry point name {ep.name!r} is also used by distribution {taken[ep.name]!r}"
+            reg.plugins.append(info)
+            _report(
+                f"{_who(ep.name, dist_name)} is not loaded: {_who(ep.name, taken[ep.name])} has the same entry-point "
+                f"name. Uninstall one, or block one with AUTOKD_DISABLE_PLUGINS={dist_name or ep.name}"
+            )
+            continue
+        taken[ep.name] = dist_name
         candidates.append((PluginInfo(ep.name, dist_name, version), ep.load))
+    for var, names in (("AUTOKD_DISABLE_PLUGINS", disabled), ("AUTOKD_LOAD_PLUGINS", allowed or set())):
+        unknown = sorted(names - installed)
+        if unknown:
+            _report(
+                f"{var} names {', '.join(map(repr, unknown))}, which no installed plugin or distribution is called "
+                f"(installed: {', '.join(sorted(installed))})"
+            )
     for obj, name in _extra_plugins:
         candidates.append((PluginInfo(name, None, None), lambda obj=obj: obj))
 
@@ -344,18 +403,12 @@ def _load() -> Registry:
         try:
             plugin = load()
             pm.register(plugin, name=info.name)
-        except Exception as exc:  # a broken plugin must not break the others
+        except (Exception, SystemExit) as exc:  # a broken plugin must not break the others (nor exit autokd)
             info.error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, SystemExit):
+                info.error = f"called sys.exit({exc.code!r}) at import"
             _report(f"{_who(info.name, info.distribution)} failed to load: {info.error}")
             continue
-        unknown_hooks = [
-            attr
-            for attr in dir(plugin)
-            if attr.startswith("register_") and attr not in _HOOKS and callable(getattr(plugin, attr, None))
-            and hasattr(getattr(plugin, attr), hookspecs.PROJECT_NAME + "_impl")
-        ]
-        if unknown_hooks:
-            _report(f"{_who(info.name, info.distribution)} implements unknown hooks {unknown_hooks}; known: {list(_HOOKS)}")
         registers = _make_registers(info, reg)
         for hook_name in _HOOKS:
             hook = getattr(pm.hook, hook_name)
@@ -374,7 +427,35 @@ def _load() -> Registry:
                 except Exception as exc:
                     info.error = f"{hook_name} raised {type(exc).__name__}: {exc}"
                     _report(f"{_who(info.name, info.distribution)}: {info.error}")
+    _check_pending(pm, reg)
     return reg
+
+
+def _check_pending(pm: pluggy.PluginManager, reg: Registry) -> None:
+    """pluggy's own check for hook implementations without a spec (a misspelt
+    ``registre_losses`` would otherwise be ignored), reported per plugin."""
+    while True:
+        try:
+            pm.check_pending()
+            return
+        except pluggy.PluginValidationError as exc:
+            name = pm.get_name(exc.plugin)
+            info = next((i for i in reg.plugins if i.name == name), None)
+            hooks = [
+                h for h in dir(pm.hook)
+                if not h.startswith("_") and not getattr(pm.hook, h).has_spec()
+                and any(impl.plugin is exc.plugin for impl in getattr(pm.hook, h).get_hookimpls())
+            ]
+            pm.unregister(exc.plugin)  # its known hooks were already called; only stop re-reporting it
+            hint = ", ".join(
+                f"{h!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(h, _HOOKS, n=1)) else "")
+                for h in hooks
+            )
+            who = _who(name, info.distribution if info else None)
+            message = f"{who} implements unknown hooks {hint}; known: {list(_HOOKS)}"
+            if info is not None:
+                info.error = message
+            _report(message)
 
 
 def registry(reload: bool = False) -> Registry:

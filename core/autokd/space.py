@@ -99,6 +99,31 @@ class SearchSpace(Mapping[str, list]):
         for combo in itertools.product(*self._choices.values()):
             yield dict(zip(names, combo, strict=True))
 
+    def point_at(self, index: int) -> dict:
+        """The ``index``-th point of :meth:`points` without enumerating the ones before
+        it (a grid over 10^12 points needs no list of them)."""
+        if not 0 <= index < self.size:
+            raise IndexError(f"point {index} of a space of {self.size} points")
+        out = {}
+        for name, values in reversed(self._choices.items()):
+            index, i = divmod(index, len(values))
+            out[name] = values[i]
+        return {name: out[name] for name in self._choices}
+
+    def unevaluated_point(self, evaluated: set[str], rng) -> dict | None:
+        """A point whose :meth:`key` is not in ``evaluated``, drawn with ``rng``; None
+        when every point was evaluated. Large, mostly unexplored spaces are sampled,
+        never enumerated."""
+        if len(evaluated) >= self.size:
+            return None
+        if len(evaluated) < self.size // 2:
+            while True:
+                point = self.sample(rng)
+                if self.key(point) not in evaluated:
+                    return point
+        remaining = [p for p in self.points() if self.key(p) not in evaluated]
+        return remaining[rng.randrange(len(remaining))] if remaining else None
+
     def sample(self, rng) -> dict:
         """A uniformly random point drawn with ``rng`` (a :class:`random.Random`)."""
         return {name: values[rng.randrange(len(values))] for name, values in self._choices.items()}

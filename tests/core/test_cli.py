@@ -65,7 +65,7 @@ def test_run_with_user_functions_needs_no_backend(project):
 def test_max_trials_and_resume(project):
     assert autokd("run", "search.yaml", "--output-dir", "out", "--max-trials", "1", "--no-progress", cwd=project).returncode == 0
     again = autokd("run", "search.yaml", "--output-dir", "out", "--no-progress", cwd=project)
-    assert again.returncode == 1 and "already holds trials" in again.stderr and "Traceback" not in again.stderr
+    assert again.returncode == 2 and "already holds trials" in again.stderr and "Traceback" not in again.stderr
     resumed = autokd("run", "search.yaml", "--output-dir", "out", "--resume", "--no-progress", cwd=project)
     assert resumed.returncode == 0, resumed.stderr
     trials = [json.loads(line) for line in (project / "out" / "trials.jsonl").read_text().splitlines()]
@@ -131,7 +131,7 @@ def test_report_prints_table_front_and_best(project):
     summary = json.loads((project / "out" / "summary.json").read_text())
     assert f"best trial {summary['best_trial']}: {summary['best_model_arch']}" in result.stdout
     missing = autokd("report", "nowhere", cwd=project)
-    assert missing.returncode == 1 and "no trials recorded" in missing.stderr
+    assert missing.returncode == 2 and "nowhere: no such output directory" in missing.stderr
 
 
 def test_plugins_lists_each_plugin_and_its_registrations(project):
@@ -147,3 +147,18 @@ def test_console_script_is_installed():
     exe = shutil.which("autokd") or str(__import__("pathlib").Path(sys.executable).parent / "autokd")
     result = subprocess.run([exe, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "run" in result.stdout and "report" in result.stdout
+
+
+def test_fidelity_with_a_budget_less_train_function_exits_2_before_any_training(project):
+    fidelity = "    seed: 1\n    fidelity: {schedule: successive_halving, min_fraction: 0.5, eta: 2}"
+    (project / "sh.yaml").write_text(CONFIG.replace("    seed: 1", fidelity))
+    result = autokd("run", "sh.yaml", "--output-dir", "out", cwd=project)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "auto_distillation.search.fidelity: the train function train takes no `budget` parameter" in result.stderr
+    assert not (project / "out" / "trials.jsonl").exists()
+    (project / "userfuncs.py").write_text(USER_MODULE.replace("def train(model):", "def train(model, budget):"))
+    result = autokd("run", "sh.yaml", "--output-dir", "out", "--no-progress", cwd=project)
+    assert result.returncode == 0, result.stderr
+    trials = [json.loads(line) for line in (project / "out" / "trials.jsonl").read_text().splitlines()]
+    # 3 candidates at half the steps, the best one (3 // 2) continued to the full budget
+    assert [(t["rung"], t["budget"]) for t in trials] == [(0, 0.5)] * 3 + [(1, 1.0)]

@@ -166,7 +166,7 @@ extra_section: {}
             "model.framework: 'jax' is not one of ['pytorch', 'tensorflow']",
             "auto_distillation.search.max_trials: expected an integer, got str '10,' (a trailing comma? YAML reads 10, as a string)",
             "auto_distillation.search.bogus: unknown key (known keys here: search_space, search_algorithm, metrics, "
-            "higher_is_better, max_trials, seed, advisor_options, constraints, storage, study_name)",
+            "higher_is_better, max_trials, seed, advisor_options, constraints, storage, study_name, fidelity, executor)",
             "auto_distillation.search.search_space.layers: choices must be a list, got int 4 (write [4] for a single choice)",
             "auto_distillation.search.search_space.heads: the list of choices is empty",
             "auto_distillation.search.higher_is_better: 2 values for 3 metrics",

@@ -204,23 +204,27 @@ def test_unknown_name_lists_available_and_provider():
 
 
 def test_add_plugin_and_framework_lookup():
+    def torch_hinge(s, t): ...
+    def tf_hinge(s, t): ...
+    def any_builder(arch): ...
+
     class TwoFrameworks:
         @autokd.hookimpl
         def register_losses(self, register):
-            register("Hinge", "torch-hinge", "pytorch")
-            register("Hinge", "tf-hinge", "tensorflow")
+            register("Hinge", torch_hinge, "pytorch")
+            register("Hinge", tf_hinge, "tensorflow")
 
         @autokd.hookimpl
         def register_model_builders(self, register):
-            register("anywhere", "any-builder")
+            register("anywhere", any_builder)
 
     plugins.add_plugin(TwoFrameworks(), "two")
     reg = autokd.registry()
-    assert reg.losses.get("hinge", "pytorch") == "torch-hinge"
-    assert reg.losses.get("Hinge", "tensorflow") == "tf-hinge"
+    assert reg.losses.get("hinge", "pytorch") is torch_hinge
+    assert reg.losses.get("Hinge", "tensorflow") is tf_hinge
     with pytest.raises(UnknownNameError, match="registered for several frameworks"):
         reg.losses.get("Hinge")
-    assert reg.model_builders.get("anywhere", "tensorflow") == "any-builder"  # framework=None serves all
+    assert reg.model_builders.get("anywhere", "tensorflow") is any_builder  # framework=None serves all
 
 
 def test_bad_framework_in_registration_is_reported():

@@ -355,3 +355,30 @@ def test_the_search_space_of_the_seed_is_searched_as_categories():
         assert list(params[name].choices.value) == list(range(len(values)))
     arch = advisor.ask()
     assert SPACE.validate(arch) == arch
+
+
+def test_trials_in_flight_become_nevergrad_workers_and_never_run_twice(tmp_path):
+    conf = {
+        "search": {
+            "search_space": MOBILEBERT_SPACE,
+            "search_algorithm": "DE",
+            "metrics": ["accuracy"],
+            "higher_is_better": [True],
+            "max_trials": 12,
+            "seed": 0,
+            "executor": {"max_concurrent": 3},
+        }
+    }
+    agent = autokd.AutoDistillation(lambda arch: dict(arch), conf)
+    agent.show_progress = False
+    agent.train_func = lambda model: model
+    agent.eval_func = lambda model: {"accuracy": accuracy(model)}
+    agent.search_loop(tmp_path)
+    assert agent.advisor.optimizer.num_workers == 3 and agent.advisor.num_workers == 3
+    archs = [json.dumps(r.arch, sort_keys=True) for r in agent.search_result]
+    assert len(archs) == 12 and len(set(archs)) == 12
+    # an optimizer that runs one evaluation at a time gets one worker, not a refusal
+    conf["search"]["search_algorithm"] = "nevergrad"
+    conf["search"]["advisor_options"] = {"optimizer": "BO"}
+    no_parallel = autokd.AutoDistillation(lambda arch: dict(arch), conf)
+    assert no_parallel.advisor.num_workers == 1

@@ -36,6 +36,7 @@ def make_search(
     seed: int | None = 0,
     space: dict | None = None,
     eval_func=None,
+    train_func=None,
     **search,
 ) -> autokd.AutoDistillation:
     directions = {"accuracy": True, "latency": False}
@@ -54,6 +55,6 @@ def make_search(
     }
     agent = autokd.AutoDistillation(lambda arch: dict(arch), conf)
     agent.show_progress = False
-    agent.train_func = lambda model: model
+    agent.train_func = train_func or (lambda model: model)
     agent.eval_func = eval_func or (lambda model: {"accuracy": accuracy(model), "latency": latency(model)})
     return agent

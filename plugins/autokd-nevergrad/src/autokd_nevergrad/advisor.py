@@ -39,7 +39,7 @@ NAMED_OPTIMIZERS = ("NGOpt", "DE", "TwoPointsDE", "CMA", "OnePlusOne", "Portfoli
 # 30 or 100 repeats allowed, so the bound is kept small.
 DEFAULT_MAX_REPEATS = 20
 
-_OPTIONS = ("optimizer", "budget", "num_workers", "failure_values", "max_repeats", "deterministic")
+_OPTIONS = ("optimizer", "budget", "num_workers", "max_concurrent", "failure_values", "max_repeats", "deterministic")
 _REGISTRY_HINT = 'python -c "import nevergrad as ng; print(sorted(ng.optimizers.registry))"'
 
 
@@ -52,7 +52,14 @@ class NevergradAdvisor(Advisor):
       (matched case-insensitively when the match is unique).
     - ``budget`` (int, default the search's ``max_trials``): the number of evaluations the
       optimizer is told it has. ``NGOpt`` uses it to choose and schedule its algorithms.
-    - ``num_workers`` (int, default 1): evaluations the optimizer expects in parallel.
+    - ``num_workers`` (int, default 1, or the search's ``executor.max_concurrent``):
+      evaluations the optimizer expects in parallel. The search loop passes
+      ``max_concurrent`` when trials run in parallel; it becomes ``num_workers`` unless
+      that is set, or 1 for optimizers that run one evaluation at a time.
+
+    Parallel searches: the loop asks while trials are running; every asked arch stays
+    out of later proposals until it is told (a batch of asks, as nevergrad's
+    ``num_workers`` expects), so no arch runs twice.
     - ``failure_values`` (number or list of numbers, default None): the metric values a
       failed trial is told as, one per metric in ``search.metrics`` order (raw values,
       e.g. ``[0.0, 1000.0]`` for accuracy and latency in ms). By default a failed trial is
@@ -80,6 +87,8 @@ class NevergradAdvisor(Advisor):
     """
 
     budget_option = "budget"  # the search loop passes max_trials as the budget
+    workers_option = "max_concurrent"  # ... and trials running at once, when above 1
+    tracks_pending = True  # an asked arch is not proposed again until told
 
     def __init__(self, space, objectives: Sequence[Objective], seed: int | None = None, **options: Any):
         super().__init__(space, objectives, seed, **options)
@@ -130,6 +139,9 @@ class NevergradAdvisor(Advisor):
         )
         self.parametrization.random_state = np.random.RandomState(np.random.MT19937(param_seq))
         factory = ng.optimizers.registry[self.optimizer_name]
+        concurrent = _positive_int_or_none(self.options.get("max_concurrent"), "max_concurrent")
+        if "num_workers" not in self.options and concurrent is not None:
+            self.num_workers = 1 if getattr(factory, "no_parallelization", False) else concurrent
         if self.num_workers > 1 and getattr(factory, "no_parallelization", False):
             raise ValueError(
                 f"nevergrad optimizer {self.optimizer_name!r} runs one evaluation at a time: set "
@@ -405,6 +417,7 @@ def fixed_optimizer(name: str):
         return NevergradAdvisor(space, objectives, seed, optimizer=name, **options)
 
     factory.budget_option = NevergradAdvisor.budget_option
+    factory.workers_option = NevergradAdvisor.workers_option
     factory.__name__ = factory.__qualname__ = f"{name}Advisor"
     factory.__doc__ = f"nevergrad's {name} optimizer as an autokd advisor (see NevergradAdvisor for options)."
     return factory

@@ -115,6 +115,9 @@ class OptunaAdvisor(Advisor):
 
     name = "optuna"
     sampler_class = ""
+    # Every ask leaves a RUNNING optuna trial until it is told: ask() never proposes its
+    # arch again (see _pending), and TPE's constant_liar (on by default) models it.
+    tracks_pending = True
     sampler_options: ClassVar[dict[str, Callable[[Any], str | None]]] = {}
     sampler_defaults: ClassVar[dict[str, Any]] = {}
     default_max_repeats = 10

@@ -157,19 +157,27 @@ def builtin_builder(
         ):
             basis_data = BasisData(train_data, data_collator)
 
-    def model_builder(arch: dict) -> Any:
-        nonlocal basis_data
+    return _ModelBuilder(builder, options, basis_data)
+
+
+class _ModelBuilder:
+    """``builder(arch, **options)``, computing a hidden-state basis once at the first
+    build. A class, not a closure: the ``processes`` executor pickles it to its workers."""
+
+    def __init__(self, builder: Callable, options: dict, basis_data: BasisData | None):
+        self.builder, self.options, self.basis_data = builder, options, basis_data
+
+    def __call__(self, arch: dict) -> Any:
+        basis_data = self.basis_data
         if basis_data is not None:  # one teacher pass for every student's basis
             from .init_from_teacher import hidden_state_gram
 
             count = min(basis_data.limit, len(basis_data.dataset))
             log.info("init_from_teacher: width basis from the teacher's hidden states on %d training examples", count)
-            states = hidden_state_gram(options["teacher"], basis_data)
-            options["init_from_teacher"] = {**options["init_from_teacher"], "data": states}
-            basis_data = None
-        return builder(arch, **options)
-
-    return model_builder
+            states = hidden_state_gram(self.options["teacher"], basis_data)
+            self.options["init_from_teacher"] = {**self.options["init_from_teacher"], "data": states}
+            self.basis_data = None
+        return self.builder(arch, **self.options)
 
 
 class TorchBackend:

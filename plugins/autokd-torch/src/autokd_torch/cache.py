@@ -463,6 +463,9 @@ class TeacherOutputCache:
         self._fingerprint_fn: Callable[[], CacheFingerprint] | None = None
         self._fingerprint: CacheFingerprint | None = None
         self._disk_unavailable_logged = False
+        # In an executor's worker the files are shared with concurrent trials: mapped,
+        # never appended to (autokd_torch.teacher.TeacherForward.begin sets it).
+        self.disk_read_only = False
 
     @classmethod
     def from_config(cls, config: TeacherCacheConfig | Mapping[str, Any]) -> TeacherOutputCache:
@@ -492,6 +495,11 @@ class TeacherOutputCache:
         self._root = self.directory or root
         self._disk_unavailable_logged = False
 
+    @property
+    def root(self) -> str | None:
+        """The directory the cache's files go under (``<root>/<fingerprint>/``), if any."""
+        return self._root
+
     def set_root(self, root: str | None) -> None:
         """The default directory (``<output_dir>/teacher_cache``) once it is known."""
         if self.directory is None and self._disk is None and root is not None:
@@ -500,7 +508,8 @@ class TeacherOutputCache:
     def clear(self) -> None:
         """Forget every stored output (files on disk stay, for a later run)."""
         if self._disk is not None:
-            self._disk.flush()
+            if not self.disk_read_only:
+                self._disk.flush()
             self._disk.close()
             self._disk = None
         self._memory.clear()
@@ -555,6 +564,8 @@ class TeacherOutputCache:
     def _open_disk(self) -> _DiskTier | None:
         if self._disk is not None:
             return self._disk
+        if self.disk_read_only:
+            return None
         if self._root is None:
             if not self._disk_unavailable_logged:
                 log.info(
@@ -628,7 +639,7 @@ class TeacherOutputCache:
         if name is None:
             return None
         disk = self._open_disk()
-        if disk is None or not disk.put(name, self.meta[key], index, stored):
+        if disk is None or self.disk_read_only or not disk.put(name, self.meta[key], index, stored):
             return None
         return stored
 
@@ -646,7 +657,7 @@ class TeacherOutputCache:
 
     def flush(self) -> None:
         """Make what is on disk reusable by a later run (called at the end of a trial)."""
-        if self._disk is not None:
+        if self._disk is not None and not self.disk_read_only:
             self._disk.flush()
 
     def close(self) -> None:

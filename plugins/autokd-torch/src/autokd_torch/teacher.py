@@ -40,6 +40,7 @@ from torch import nn
 
 from autokd import AutoKDError
 from autokd.config import TeacherCacheConfig
+from autokd.worker import in_executor_worker
 
 from .cache import LOGITS, CacheFingerprint, TeacherOutputCache, _KeyMeta, collator_fingerprint, dataset_fingerprint
 from .cache import teacher_fingerprint as _teacher_fingerprint
@@ -371,11 +372,39 @@ class TeacherForward:
 
             cache.bind(fingerprint, root)
             self._bound = True
+            if in_executor_worker():
+                self._begin_in_worker(train_data, data_collator, batch_size, show_progress)
+                return
             cache.reuse_from_disk()
         else:
             cache.set_root(root)
-        if cache.prefill:
+        if cache.prefill and not cache.disk_read_only:
             self._prefill(train_data, data_collator, batch_size, show_progress)
+
+    def _begin_in_worker(self, train_data: Any, data_collator: Any, batch_size: int, show_progress: bool) -> None:
+        """In an executor's worker (docs/scaling.md), trials of other workers share the
+        cache's directory: with ``prefill`` the first worker fills it (on disk, whatever
+        the memory budget) under a file lock while the others wait; then every worker maps
+        the files read-only and never appends to them, so concurrent trials cannot
+        corrupt each other's rows. Outputs not on disk are kept in this worker's memory."""
+        cache = self.cache
+        cache.disk_read_only = False
+        root = cache.root
+        if not cache.prefill or root is None:
+            cache.reuse_from_disk()
+            cache.disk_read_only = True
+            return
+        from filelock import FileLock
+
+        os.makedirs(root, exist_ok=True)
+        with FileLock(os.path.join(root, "prefill.lock")):
+            cache.reuse_from_disk()
+            memory_budget, cache.memory_budget = cache.memory_budget, 0  # shared only through files
+            try:
+                self._prefill(train_data, data_collator, batch_size, show_progress)
+            finally:
+                cache.memory_budget = memory_budget
+        cache.disk_read_only = True
 
     def _prefill(self, data: Any, collate_fn: Any, batch_size: int, show_progress: bool) -> None:
         from tqdm.auto import tqdm

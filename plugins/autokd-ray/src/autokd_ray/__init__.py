@@ -1,0 +1,8 @@
+"""autokd-ray: the ``ray`` executor runs a search's trials as Ray actors, on this
+machine or on a Ray cluster (``search.executor: {name: ray, address: auto}``)."""
+
+from __future__ import annotations
+
+from .executor import RayExecutor, ray_executor
+
+__all__ = ["RayExecutor", "ray_executor"]
