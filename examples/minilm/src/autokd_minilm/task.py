@@ -290,18 +290,25 @@ def _plain(obj: Any) -> Any:
 
 
 class TrainFunc:
-    """``train_func(student)``: autokd-torch's built-in flash + regular distillation on
-    the stages expanded for this student. One ``TeacherForward``, and so one
-    teacher-output cache, serves every trial: it is asked up front for every teacher layer
-    any student may be distilled from, so the prefill at the first trial runs the teacher
-    over the training set once and trial times are comparable."""
+    """``train_func(student, budget=None)``: autokd-torch's built-in flash + regular
+    distillation on the stages expanded for this student. One ``TeacherForward``, and so
+    one teacher-output cache, serves every trial: it is asked up front for every teacher
+    layer any student may be distilled from, so the prefill at the first trial runs the
+    teacher over the training set once and trial times are comparable.
+
+    With a ``budget`` (multi-fidelity search: ``search.fidelity``, ``final_distillation``)
+    each student keeps its own built-in train function, which continues the student's
+    stages where the last call stopped (steps, optimizer, schedule, matchers)."""
 
     def __init__(self, config: Config, output_dir: str | None = None, show_progress: bool = True):
+        import weakref
+
         from autokd_torch import TeacherForward
 
         self.config = config
         self.output_dir = output_dir
         self.show_progress = show_progress
+        self._continuing = weakref.WeakKeyDictionary()  # student -> its train function
         teacher = load_teacher()
         n_teacher = teacher.bert.config.num_hidden_layers
         specs = []
@@ -311,13 +318,32 @@ class TrainFunc:
                 specs += [(layer, m.teacher_process) for layer in sorted(layers)]
         self.teacher_forward = TeacherForward(teacher, specs, cache=config.train.teacher_cache, output_dir=output_dir)
 
-    def __call__(self, student: nn.Module) -> nn.Module:
+    def __call__(self, student: nn.Module, budget: float | Sequence[float] | None = None) -> nn.Module:
+        train_func = self._continuing.get(student)
+        if train_func is None:
+            train_func = self._train_func(student)
+        if budget is None:
+            return train_func(student)
+        if not getattr(train_func, "supports_budget", False):
+            raise autokd.ConfigError(
+                "auto_distillation.search.fidelity / final_distillation: this autokd-torch cannot continue a "
+                "student with a budget; upgrade autokd-torch or remove those sections from the config"
+            )
+        if not isinstance(budget, int | float):
+            # one fraction per configured stage (final_distillation.train_steps): the flash
+            # template's applies to each of this student's per-layer flash stages
+            flash, regular = budget
+            budget = [float(flash)] * int(student.config.num_hidden_layers) + [float(regular)]
+        self._continuing[student] = train_func
+        return train_func(student, budget)
+
+    def _train_func(self, student: nn.Module):
         from autokd_torch import FlashDistillationTrainFunc
 
         arch = {k: getattr(student.config, k) for k in self.config.search.search_space}
         stages = load_config({"auto_distillation": expand_stages(self.config, arch), "train": _train_section(self.config)})
         train, _ = datasets()
-        train_func = FlashDistillationTrainFunc(
+        return FlashDistillationTrainFunc(
             stages,
             None,
             train,
@@ -327,7 +353,6 @@ class TrainFunc:
             teacher_forward=self.teacher_forward,
             output_dir=self.output_dir,
         )
-        return train_func(student)
 
 
 def _train_section(config: Config) -> dict:
