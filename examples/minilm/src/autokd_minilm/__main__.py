@@ -100,7 +100,13 @@ def _run(args) -> int:
     agent.show_progress = not args.no_progress
     agent.search_loop(out, resume=args.resume)
 
-    best = next((r for r in agent.search_result if r.arch == agent.best_model_arch), None)
+    # the chosen student: its final distillation if the config has one, else its
+    # full-budget search evaluation (lower rungs of a multi-fidelity search are screening)
+    chosen = [
+        r for r in agent.search_result if r.ok and r.arch == agent.best_model_arch and (r.full_budget or r.phase == "final")
+    ]
+    best = max(chosen, key=lambda r: (r.phase == "final", r.trial), default=None)
+    full = [r for r in agent.search_result if r.full_budget]
     if best is None:
         log.error("no trial succeeded; see %s", os.path.join(out, "trials.jsonl"))
         return 1
@@ -109,7 +115,7 @@ def _run(args) -> int:
         shutil.rmtree(best_dir)
     shutil.copytree(task.student_dir(out, best.arch), best_dir)
     label = f"latency: ms per batch of {latency_options.get('batch_size', 8)} ({latency_options.get('threads', 1)} thread)"
-    plot_pareto(agent.search_result, agent.pareto_front, best, os.path.join(out, "pareto.png"), label)
+    plot_pareto(full + [best] * (best.phase == "final"), agent.pareto_front, best, os.path.join(out, "pareto.png"), label)
 
     teacher_row = _teacher_metrics(agent, task)
     student_row = dict(best.metrics)
@@ -118,7 +124,7 @@ def _run(args) -> int:
     teacher_row["latency"], student_row["latency"] = _side_by_side_latency(
         agent, [task.load_teacher(), task.load_student(best_dir)]
     )
-    table = comparison_table([("teacher all-MiniLM-L6-v2", teacher_row), (f"student (trial {best.trial})", student_row)])
+    table = comparison_table([("teacher all-MiniLM-L6-v2", teacher_row), (f"student (trial {best.trial}{', final' if best.phase == 'final' else ''})", student_row)])
     print()
     print(f"best arch: {best.arch}")
     note = (
@@ -129,8 +135,9 @@ def _run(args) -> int:
     print(note)
     with open(os.path.join(out, "comparison.md"), "w", encoding="utf-8") as fh:
         fh.write(f"{table}\n\n{note}\n")
-    print(f"\n{len(agent.search_result)} trials in {time.perf_counter() - started:.0f} s; results in {out} "
-          f"(trials.jsonl, summary.json, pareto.png, best/)")
+    screened = len({r.candidate_number for r in agent.search_result if r.phase == "search"})
+    print(f"\n{screened} candidates, {len(full)} trained to the full budget, {len(agent.search_result)} evaluations "
+          f"in {time.perf_counter() - started:.0f} s; results in {out} (trials.jsonl, summary.json, pareto.png, best/)")
     return 0
 
 
