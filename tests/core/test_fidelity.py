@@ -252,3 +252,47 @@ def test_a_train_function_without_budget_is_refused_with_the_fix(tmp_path):
     assert "takes no `budget` parameter" in message and "train_func(model, budget)" in message
     agent.train_func = lambda model, budget: model  # accepted
     agent.train_func = lambda model, *args: model  # accepted
+
+
+def test_a_final_distillation_killed_midway_is_resumed_alone(tmp_path):
+    conf = config(final={"candidates": 1, "multiplier": 3})
+    # evaluations 1-13 are the search; the 14th train call is the final distillation
+    with pytest.raises(KeyboardInterrupt):
+        make_agent(conf, {}, interrupt_at=14).search_loop(tmp_path)
+    assert len(read_trials(tmp_path)) == 13
+    models = {}
+    agent = make_agent(conf, models)
+    assert agent.search_loop(tmp_path, resume=True) == {"w": 0}
+    records = read_trials(tmp_path)
+    assert len(records) == 14 and records[-1]["phase"] == "final" and records[-1]["trial"] == 13
+    # only the final ran, rebuilt (the search's model went with the killed process): 3 x from scratch
+    assert list(models) == [0] and models[0][0].budgets == [3.0]
+    assert records[-1]["extras"]["retrained_from_scratch"] is True
+
+
+@pytest.mark.slow
+def test_successive_halving_and_a_final_distillation_through_worker_processes(tmp_path):
+    import fidelity_helpers
+
+    conf = config(final={"candidates": 1, "multiplier": 2})
+    conf["auto_distillation"]["search"]["executor"] = {"name": "processes", "max_concurrent": 2, "threads_per_trial": 1}
+    agent = AutoDistillation(fidelity_helpers.build, conf)
+    agent.show_progress = False
+    agent.train_func, agent.eval_func = fidelity_helpers.train, fidelity_helpers.evaluate
+    agent.search_loop(tmp_path)
+    records = read_trials(tmp_path)
+    pairs = [(r["candidate"], r["rung"]) for r in records if r["phase"] == "search"]
+    assert len(pairs) == len(set(pairs))  # no candidate trained twice at a rung
+    assert sorted(c for c, rung in pairs if rung == 0) == list(range(9))
+    assert sum(1 for _, rung in pairs if rung == 1) >= 3 and any(rung == 2 for _, rung in pairs)
+    assert sorted(r["trial"] for r in records) == list(range(len(records)))
+    # a promoted candidate continued its model in the worker that held it
+    promoted = [r for r in records if r["phase"] == "search" and r["rung"] > 0]
+    assert all(
+        r["extras"].get("continued_from") == pytest.approx(r["budget"] - (2 / 9 if r["rung"] == 1 else 2 / 3))
+        for r in promoted
+        if not r["extras"].get("retrained_from_scratch")
+    )
+    assert any("continued_from" in r["extras"] for r in promoted)
+    (final,) = [r for r in records if r["phase"] == "final"]
+    assert final["budget"] == 2.0 and agent.best_model_arch == final["arch"]

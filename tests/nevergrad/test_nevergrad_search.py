@@ -286,7 +286,7 @@ def _registry_size():
             {"population": 20},
             (
                 "NevergradAdvisor: unknown search.advisor_options ['population']; accepted: ['budget', "
-                "'deterministic', 'failure_values', 'max_repeats', 'num_workers', 'optimizer']"
+                "'deterministic', 'failure_values', 'max_concurrent', 'max_repeats', 'num_workers', 'optimizer']"
             ),
         ),
         (
