@@ -67,3 +67,13 @@ def test_a_train_function_without_budgets_is_refused_with_the_fix(monkeypatch):
     config = autokd.load_config(task.DEFAULT_CONFIG)
     with pytest.raises(autokd.ConfigError, match="cannot continue a student with a budget; upgrade autokd-torch"):
         task.TrainFunc(config, None, show_progress=False)(_Student(), 0.5)
+
+
+def test_a_students_directory_does_not_depend_on_the_key_order():
+    arch = {"num_hidden_layers": 2, "hidden_size": 96, "num_attention_heads": 4, "intermediate_size": 384}
+    reordered = dict(sorted(arch.items()))
+    assert list(reordered) != list(arch)
+    assert task.student_dir("out", arch) == task.student_dir("out", reordered)
+    assert task.student_dir("out", arch).endswith(
+        "hidden_size96-intermediate_size384-num_attention_heads4-num_hidden_layers2"
+    )

@@ -399,7 +399,9 @@ def probe_accuracy(train_embeddings: torch.Tensor, held_embeddings: torch.Tensor
 
 
 def student_dir(output_dir: str, arch: Mapping[str, Any]) -> str:
-    name = "-".join(f"{k}{v}" for k, v in arch.items())
+    """Where a student of ``arch`` is saved: named by its values in sorted key order, so the
+    name does not depend on the order an advisor lists the keys in."""
+    name = "-".join(f"{k}{arch[k]}" for k in sorted(arch))
     return os.path.join(output_dir, "students", name)
 
 
