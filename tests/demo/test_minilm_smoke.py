@@ -1,4 +1,4 @@
-"""The main job end to end: a 2-trial search compressing all-MiniLM-L6-v2."""
+"""The main job end to end: a 2-candidate multi-fidelity search compressing all-MiniLM-L6-v2, then its final phase."""
 
 import json
 import os
