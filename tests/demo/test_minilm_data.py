@@ -68,3 +68,15 @@ def test_embeddings_come_back_in_data_order_though_batched_by_length():
     with torch.no_grad():
         one_by_one = torch.cat([teacher(**task.collate([subset[i]])) for i in range(40)])
     torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=1e-4)
+
+
+def test_general_english_sentences_are_shipped_and_outside_the_corpus():
+    general = data.general_english()
+    assert len(general) == 48 and len(set(general)) == 48
+    assert all(not s.startswith("#") and len(s.split()) >= 5 for s in general)
+    train, held_out = data.load_utterances()
+    corpus = {t.lower() for t in train.texts + held_out.texts}
+    assert not [s for s in general if s.lower() in corpus]
+    # the teacher's own fidelity on them is 1 by definition; a student's is the mean cosine
+    teacher = task.load_teacher()
+    assert task.fidelity(teacher, task.general_texts(), task.teacher_general_embeddings()) == pytest.approx(1.0, abs=1e-5)

@@ -103,7 +103,13 @@ def _run(args) -> int:
     agent.teacher = task.load_teacher()  # output.save: its tokenizer and metrics go beside best/
     agent.search_loop(out, resume=args.resume)
 
-    best = next((r for r in agent.search_result if r.arch == agent.best_model_arch), None)
+    # the chosen student: its final distillation if the config has one, else its
+    # full-budget search evaluation (lower rungs of a multi-fidelity search are screening)
+    chosen = [
+        r for r in agent.search_result if r.ok and r.arch == agent.best_model_arch and (r.full_budget or r.phase == "final")
+    ]
+    best = max(chosen, key=lambda r: (r.phase == "final", r.trial), default=None)
+    full = [r for r in agent.search_result if r.full_budget]
     if best is None:
         log.error("no trial succeeded; see %s", os.path.join(out, "trials.jsonl"))
         return 1
@@ -121,7 +127,7 @@ def _run(args) -> int:
     teacher_row["latency"], student_row["latency"] = _side_by_side_latency(
         agent, [task.load_teacher(), task.load_student(best_dir)]
     )
-    table = comparison_table([("teacher all-MiniLM-L6-v2", teacher_row), (f"student (trial {best.trial})", student_row)])
+    table = comparison_table([("teacher all-MiniLM-L6-v2", teacher_row), (f"student (trial {best.trial}{', final' if best.phase == 'final' else ''})", student_row)])
     print()
     print(f"best arch: {best.arch}")
     note = (
@@ -132,7 +138,9 @@ def _run(args) -> int:
     print(note)
     with open(os.path.join(out, "comparison.md"), "w", encoding="utf-8") as fh:
         fh.write(f"{table}\n\n{note}\n")
-    print(f"\n{len(agent.search_result)} trials in {time.perf_counter() - started:.0f} s; results in {out} "
+    screened = len({r.candidate_number for r in agent.search_result if r.phase == "search"})
+    print(f"\n{screened} candidates, {len(full)} trained to the full budget, {len(agent.search_result)} evaluations "
+          f"in {time.perf_counter() - started:.0f} s; results in {out} "
           f"(trials.jsonl, summary.json, report/pareto.png, report/index.html, best/)")
     return 0
 
@@ -166,7 +174,7 @@ def _teacher_metrics(agent, task) -> dict:
     ctx = autokd.EvalContext(
         example_inputs=agent.example_inputs, options=agent.config.evaluation.options_for("params"), framework="pytorch"
     )
-    row = {"fidelity": 1.0, "params": autokd.registry().evaluators.get("params", "pytorch")(teacher, ctx)}
+    row = {"fidelity": 1.0, "general_fidelity": 1.0, "params": autokd.registry().evaluators.get("params", "pytorch")(teacher, ctx)}
     train_emb, held_emb = task.teacher_embeddings()
     row["probe_accuracy"] = task.probe_accuracy(train_emb, held_emb)
     return row

@@ -13,7 +13,7 @@ from collections import Counter
 
 import attrs
 
-__all__ = ["Utterances", "load_utterances", "corpus_dir", "MissingAssetError"]
+__all__ = ["MissingAssetError", "Utterances", "corpus_dir", "general_english", "load_utterances"]
 
 
 class MissingAssetError(RuntimeError):
@@ -84,3 +84,14 @@ def load_utterances(held_out: float = 0.2, seed: int = 0) -> tuple[Utterances, U
         return Utterances(tuple(t for t, _ in items), tuple(label for _, label in items), tuple(topics))
 
     return pack(parts["train"]), pack(parts["held_out"])
+
+
+GENERAL_ENGLISH = os.path.join(os.path.dirname(__file__), "data", "general_english.txt")
+
+
+def general_english() -> tuple[str, ...]:
+    """The example's general English sentences (shipped with it, one a line, ``#`` comments):
+    written for the purpose and absent from the chatterbot corpus, they measure how well a
+    student matches the teacher outside the corpus' domain."""
+    with open(GENERAL_ENGLISH, encoding="utf-8") as fh:
+        return tuple(line.strip() for line in fh if line.strip() and not line.lstrip().startswith("#"))

@@ -15,8 +15,9 @@ def arch_label(arch: dict) -> str:
 
 
 def comparison_table(rows: Sequence[tuple[str, dict]]) -> str:
-    """Side-by-side table: parameters, latency, fidelity, probe accuracy."""
-    header = ["model", "parameters", "latency (ms)", "fidelity", "probe accuracy"]
+    """Side-by-side table: parameters, latency, fidelity (held-out utterances, general
+    English sentences), probe accuracy."""
+    header = ["model", "parameters", "latency (ms)", "fidelity", "general fidelity", "probe accuracy"]
     lines = []
     for name, m in rows:
         lines.append(
@@ -25,6 +26,7 @@ def comparison_table(rows: Sequence[tuple[str, dict]]) -> str:
                 f"{int(m['params']):,}",
                 f"{m['latency']:.2f}",
                 f"{m['fidelity']:.3f}",
+                f"{m['general_fidelity']:.3f}",
                 f"{m['probe_accuracy']:.3f}",
             ]
         )

@@ -23,7 +23,7 @@ from torch import nn
 import autokd
 from autokd import Config, load_config
 
-from .data import MissingAssetError, Utterances, load_utterances
+from .data import MissingAssetError, Utterances, general_english, load_utterances
 
 log = logging.getLogger("autokd.minilm")
 
@@ -153,10 +153,27 @@ def embed(model: nn.Module, data: TokenizedTexts, batch_size: int = 64) -> torch
 
 
 @functools.cache
+def general_texts() -> TokenizedTexts:
+    """The shipped general English sentences (``data.general_english``), outside the corpus."""
+    texts = general_english()
+    return TokenizedTexts(Utterances(texts, (0,) * len(texts), ("general",)))
+
+
+@functools.cache
 def teacher_embeddings() -> tuple[torch.Tensor, torch.Tensor]:
     train, held_out = datasets()
     teacher = load_teacher()
     return embed(teacher, train), embed(teacher, held_out)
+
+
+@functools.cache
+def teacher_general_embeddings() -> torch.Tensor:
+    return embed(load_teacher(), general_texts())
+
+
+def fidelity(student: nn.Module, data: TokenizedTexts, teacher_embedded: torch.Tensor) -> float:
+    """Mean cosine between the student's and the teacher's sentence embeddings of ``data``."""
+    return torch.nn.functional.cosine_similarity(embed(student, data), teacher_embedded, dim=-1).mean().item()
 
 
 # --- students ------------------------------------------------------------------------------
@@ -273,18 +290,25 @@ def _plain(obj: Any) -> Any:
 
 
 class TrainFunc:
-    """``train_func(student)``: autokd-torch's built-in flash + regular distillation on
-    the stages expanded for this student. One ``TeacherForward``, and so one
-    teacher-output cache, serves every trial: it is asked up front for every teacher layer
-    any student may be distilled from, so the prefill at the first trial runs the teacher
-    over the training set once and trial times are comparable."""
+    """``train_func(student, budget=None)``: autokd-torch's built-in flash + regular
+    distillation on the stages expanded for this student. One ``TeacherForward``, and so
+    one teacher-output cache, serves every trial: it is asked up front for every teacher
+    layer any student may be distilled from, so the prefill at the first trial runs the
+    teacher over the training set once and trial times are comparable.
+
+    With a ``budget`` (multi-fidelity search: ``search.fidelity``, ``final_distillation``)
+    each student keeps its own built-in train function, which continues the student's
+    stages where the last call stopped (steps, optimizer, schedule, matchers)."""
 
     def __init__(self, config: Config, output_dir: str | None = None, show_progress: bool = True):
+        import weakref
+
         from autokd_torch import TeacherForward
 
         self.config = config
         self.output_dir = output_dir
         self.show_progress = show_progress
+        self._continuing = weakref.WeakKeyDictionary()  # student -> its train function
         teacher = load_teacher()
         n_teacher = teacher.bert.config.num_hidden_layers
         specs = []
@@ -294,13 +318,32 @@ class TrainFunc:
                 specs += [(layer, m.teacher_process) for layer in sorted(layers)]
         self.teacher_forward = TeacherForward(teacher, specs, cache=config.train.teacher_cache, output_dir=output_dir)
 
-    def __call__(self, student: nn.Module) -> nn.Module:
+    def __call__(self, student: nn.Module, budget: float | Sequence[float] | None = None) -> nn.Module:
+        train_func = self._continuing.get(student)
+        if train_func is None:
+            train_func = self._train_func(student)
+        if budget is None:
+            return train_func(student)
+        if not getattr(train_func, "supports_budget", False):
+            raise autokd.ConfigError(
+                "auto_distillation.search.fidelity / final_distillation: this autokd-torch cannot continue a "
+                "student with a budget; upgrade autokd-torch or remove those sections from the config"
+            )
+        if not isinstance(budget, int | float):
+            # one fraction per configured stage (final_distillation.train_steps): the flash
+            # template's applies to each of this student's per-layer flash stages
+            flash, regular = budget
+            budget = [float(flash)] * int(student.config.num_hidden_layers) + [float(regular)]
+        self._continuing[student] = train_func
+        return train_func(student, budget)
+
+    def _train_func(self, student: nn.Module):
         from autokd_torch import FlashDistillationTrainFunc
 
         arch = {k: getattr(student.config, k) for k in self.config.search.search_space}
         stages = load_config({"auto_distillation": expand_stages(self.config, arch), "train": _train_section(self.config)})
         train, _ = datasets()
-        train_func = FlashDistillationTrainFunc(
+        return FlashDistillationTrainFunc(
             stages,
             None,
             train,
@@ -310,7 +353,6 @@ class TrainFunc:
             teacher_forward=self.teacher_forward,
             output_dir=self.output_dir,
         )
-        return train_func(student)
 
 
 def _train_section(config: Config) -> dict:
@@ -320,9 +362,10 @@ def _train_section(config: Config) -> dict:
 
 
 class EvalFunc:
-    """Fidelity (mean cosine to the teacher's embeddings of held-out utterances) and
-    linear-probe topic accuracy (logistic regression on the train part's embeddings,
-    accuracy on the held-out part). Saves each trained student under
+    """Fidelity (mean cosine to the teacher's embeddings of held-out utterances), the same
+    on the shipped general English sentences (``general_fidelity``: outside the corpus'
+    domain) and linear-probe topic accuracy (logistic regression on the train part's
+    embeddings, accuracy on the held-out part). Saves each trained student under
     ``<output_dir>/students/`` so the best one can be exported."""
 
     def __init__(self, output_dir: str | None = None):
@@ -332,12 +375,13 @@ class EvalFunc:
         train, held_out = datasets()
         _, teacher_held = teacher_embeddings()
         student_held = embed(student, held_out)
-        fidelity = torch.nn.functional.cosine_similarity(student_held, teacher_held, dim=-1).mean().item()
+        held_fidelity = torch.nn.functional.cosine_similarity(student_held, teacher_held, dim=-1).mean().item()
         probe = probe_accuracy(embed(student, train), student_held)
+        general = fidelity(student, general_texts(), teacher_general_embeddings())
         if self.output_dir is not None:
             arch = {k: getattr(student.config, k) for k in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")}
             save_student(student, student_dir(self.output_dir, arch))
-        return {"fidelity": fidelity, "probe_accuracy": probe}
+        return {"fidelity": held_fidelity, "probe_accuracy": probe, "general_fidelity": general}
 
 
 def probe_accuracy(train_embeddings: torch.Tensor, held_embeddings: torch.Tensor) -> float:
@@ -355,7 +399,9 @@ def probe_accuracy(train_embeddings: torch.Tensor, held_embeddings: torch.Tensor
 
 
 def student_dir(output_dir: str, arch: Mapping[str, Any]) -> str:
-    name = "-".join(f"{k}{v}" for k, v in arch.items())
+    """Where a student of ``arch`` is saved: named by its values in sorted key order, so the
+    name does not depend on the order an advisor lists the keys in."""
+    name = "-".join(f"{k}{arch[k]}" for k in sorted(arch))
     return os.path.join(output_dir, "students", name)
 
 
