@@ -243,7 +243,6 @@ def expand_stages(config: Config, arch: Mapping[str, Any]) -> dict:
     n_student = int(arch.get("num_hidden_layers", teacher_cfg.num_hidden_layers))
     heads = int(arch.get("num_attention_heads", teacher_cfg.num_attention_heads))
     layers = teacher_layer_of(n_student, teacher_cfg.num_hidden_layers)
-    flash_cfg = config.auto_distillation.flash_distillation
     (template,) = config.auto_distillation.flash_stages()
     blocks, mappings, types, weights, dropped = [], [], [], [], []
     for i, t in enumerate(layers):
