@@ -154,11 +154,18 @@ class _Criterion:
                 return features
         return [real_positions(f, mask, dims) for f, dims in zip(features, self.token_dims, strict=True)]
 
+    def raw_teacher_outputs(self, inputs):
+        """The teacher's output and features on ``inputs`` as the model gives them
+        (inference mode, no gradient; padded positions kept): what the teacher-output
+        cache stores per example."""
+        output, features = self._extractor("teacher")(inputs, training=False)
+        return output, [tf.stop_gradient(f) for f in features]
+
     def forward_teacher(self, inputs):
         """The teacher's output and features on ``inputs`` (inference mode, no gradient);
         the features at the real positions of a padded batch only."""
-        output, features = self._extractor("teacher")(inputs, training=False)
-        return output, self.real_positions(inputs, [tf.stop_gradient(f) for f in features])
+        output, features = self.raw_teacher_outputs(inputs)
+        return output, self.real_positions(inputs, features)
 
     def forward_student(self, inputs, training: bool = True):
         """The student's output and features on ``inputs``; the features at the real

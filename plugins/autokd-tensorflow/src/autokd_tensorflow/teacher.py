@@ -248,7 +248,9 @@ class TeacherForward:
 
         @tf.function(reduce_retracing=True, autograph=False)
         def run(batch):
-            output, features = criterion.forward_teacher(batch)
+            # per example and with its padded positions: the step reduces a batch's
+            # features to its real positions (criterion.real_positions), cached or live
+            output, features = criterion.raw_teacher_outputs(batch)
             return _values(keys, output, features)
 
         for start in range(0, len(todo), batch_size):
@@ -329,11 +331,11 @@ class TeacherForward:
         inputs = batch["inputs"]
 
         def live():
-            output, features = criterion.forward_teacher(inputs)
+            output, features = criterion.raw_teacher_outputs(inputs)
             return _values(keys, output, features)
 
         values = tf.cond(batch["teacher_hit"], lambda: list(batch["teacher"]), live)
         values = [tf.stop_gradient(v) for v in values]
         if keys == [LOGITS]:
             return values[0], []
-        return None, values
+        return None, criterion.real_positions(inputs, values)
