@@ -46,8 +46,9 @@ import statistics
 import tempfile
 import time
 
-import autokd
 import torch
+
+import autokd
 from autokd_minilm.task import (
     DEFAULT_CONFIG,
     build_student,
@@ -270,8 +271,12 @@ def search_benchmark(flash_steps: int, regular_steps: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--framework", choices=["pytorch", "tensorflow"], default="pytorch",
-                        help="tensorflow: the TF backend's cache (benchmarks/teacher_cache_tf.py)")
+    parser.add_argument(
+        "--framework",
+        choices=["pytorch", "tensorflow"],
+        default="pytorch",
+        help="tensorflow: the TF backend's cache (benchmarks/teacher_cache_tf.py)",
+    )
     parser.add_argument("--steps", type=int, default=12, help="steps per timed run (the first is not timed)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--search-flash-steps", type=int, default=10)

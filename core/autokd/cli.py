@@ -53,9 +53,7 @@ def import_string(spec: str, field: str, callable_: bool = False) -> Any:
         except AttributeError:
             raise ConfigError(f"{field}: module {module_name!r} has no attribute {attr!r}") from None
     if callable_ and not callable(obj):
-        raise ConfigError(
-            f"{field}: {spec!r} is a {type(obj).__name__} ({obj!r:.60}), not a function: name a callable"
-        )
+        raise ConfigError(f"{field}: {spec!r} is a {type(obj).__name__} ({obj!r:.60}), not a function: name a callable")
     return obj
 
 
@@ -74,7 +72,9 @@ def run_config(
 
     config = load_config(config_path)
     if config.auto_distillation is None:
-        raise ConfigError("auto_distillation: missing: `autokd run` needs an auto_distillation.search section", config_path)
+        raise ConfigError(
+            "auto_distillation: missing: `autokd run` needs an auto_distillation.search section", config_path
+        )
     search = config.search
     try:  # an advisor that is not installed is a config problem: say so before any work
         registry().advisors.registration(search.search_algorithm)
@@ -87,7 +87,9 @@ def run_config(
             seed=search.seed if seed is None else seed,
         )
         config = attrs.evolve(config, auto_distillation=attrs.evolve(config.auto_distillation, search=search))
-    output_dir = output_dir or os.path.join("autokd-output", config.model.name or os.path.splitext(os.path.basename(config_path))[0])
+    output_dir = output_dir or os.path.join(
+        "autokd-output", config.model.name or os.path.splitext(os.path.basename(config_path))[0]
+    )
 
     # Every import string is resolved and checked now, before any training.
     user_builder = None
@@ -114,7 +116,11 @@ def run_config(
         except UnknownNameError as exc:
             missing = [
                 name
-                for name, given in (("model.builder", user_builder), ("train.function", train_func), ("evaluation.function", eval_func))
+                for name, given in (
+                    ("model.builder", user_builder),
+                    ("train.function", train_func),
+                    ("evaluation.function", eval_func),
+                )
                 if given is None
             ]
             raise ConfigError(
@@ -158,15 +164,23 @@ def format_report(output_dir: str) -> str:
     view = load_view(output_dir)  # reads only; front and chosen trial recomputed from trials.jsonl
     records, objectives = view.records, view.objectives
     arch_keys = list(dict.fromkeys(k for r in records for k in r.arch))
-    metric_keys = list(dict.fromkeys(k for r in records for k in r.metrics if not isinstance(r.metrics[k], dict | list)))
+    metric_keys = list(
+        dict.fromkeys(k for r in records for k in r.metrics if not isinstance(r.metrics[k], dict | list))
+    )
     front, best = {r.trial for r in view.front}, (view.best.trial if view.best is not None else None)
     header = ["trial", *arch_keys, *metric_keys, "status", "time_s", ""]
     rows = []
     for r in records:
         mark = ("best " if r.trial == best else "") + ("front" if r.trial in front else "")
         rows.append(
-            [str(r.trial), *(_fmt(r.arch.get(k, "")) for k in arch_keys), *(_fmt(r.metrics.get(k, "")) for k in metric_keys),
-             r.status if r.ok else f"failed: {(r.error or '')[:40]}", f"{r.duration_s:.1f}", mark.strip()]
+            [
+                str(r.trial),
+                *(_fmt(r.arch.get(k, "")) for k in arch_keys),
+                *(_fmt(r.metrics.get(k, "")) for k in metric_keys),
+                r.status if r.ok else f"failed: {(r.error or '')[:40]}",
+                f"{r.duration_s:.1f}",
+                mark.strip(),
+            ]
         )
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
@@ -174,7 +188,10 @@ def format_report(output_dir: str) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.append("")
     if objectives:
-        lines.append("objectives: " + ", ".join(f"{o.name} ({'higher' if o.higher_is_better else 'lower'} is better)" for o in objectives))
+        lines.append(
+            "objectives: "
+            + ", ".join(f"{o.name} ({'higher' if o.higher_is_better else 'lower'} is better)" for o in objectives)
+        )
     else:
         lines.append(f"objectives: unknown ({os.path.join(output_dir, 'summary.json')} is missing): no front or best")
     lines.append(f"pareto front: trials {sorted(front)}")
@@ -232,7 +249,9 @@ def format_plugins() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="autokd", description="Search a small student model and distil it from a teacher.")
+    parser = argparse.ArgumentParser(
+        prog="autokd", description="Search a small student model and distil it from a teacher."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the search a YAML config describes")
@@ -252,12 +271,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         if args.command == "run":
             if args.max_trials is not None and args.max_trials <= 0:
                 parser.error("--max-trials must be positive")
-            agent = run_config(args.config, args.output_dir, args.resume, args.max_trials, args.seed, not args.no_progress)
+            agent = run_config(
+                args.config, args.output_dir, args.resume, args.max_trials, args.seed, not args.no_progress
+            )
             print(format_report(agent.output_dir))
             print(f"results in {agent.output_dir}")
         elif args.command == "plugins":

@@ -593,7 +593,9 @@ def _make_converter() -> cattrs.Converter:
         if isinstance(value, str):  # executor: processes
             value = {"name": value}
         if not isinstance(value, Mapping):
-            raise TypeError(f"expected a mapping like {{name: processes, max_concurrent: 2}}, got {_type_name(value)} {value!r}")
+            raise TypeError(
+                f"expected a mapping like {{name: processes, max_concurrent: 2}}, got {_type_name(value)} {value!r}"
+            )
         fixed = {k: value[k] for k in ("name", "max_concurrent") if k in value}
         base = conv.structure(fixed, _ExecutorFixed)
         options = {str(k): v for k, v in value.items() if k not in fixed}
@@ -852,7 +854,7 @@ def _check_criterion(criterion: dict | None, path: str, problems: list[str]) -> 
             f"got {sorted(criterion)}"
         )
         return
-    (name, args), = criterion.items()
+    ((name, args),) = criterion.items()
     if args is None:
         args = {}
     if not isinstance(args, Mapping):
@@ -865,9 +867,7 @@ def _check_criterion(criterion: dict | None, path: str, problems: list[str]) -> 
 
             type_problems = loss_type_problems(kd.loss_types, f"{path}.{name}.loss_types", output=True)
             problems.extend(type_problems)
-            problems.extend(
-                loss_weight_problems(kd.loss_weights, f"{path}.{name}.loss_weights", 2, sum_to_one=True)
-            )
+            problems.extend(loss_weight_problems(kd.loss_weights, f"{path}.{name}.loss_weights", 2, sum_to_one=True))
             if kd.temperature <= 0:
                 problems.append(f"{path}.{name}.temperature: must be positive, got {kd.temperature}")
     elif name == "IntermediateLayersKnowledgeDistillationLoss":
@@ -925,9 +925,7 @@ def _check_engine(train: TrainConfig, path: str, problems: list[str]) -> None:
         hint = _hint(train.mixed_precision)
         problems.append(f"{path}.mixed_precision: 'no', 'fp16' or 'bf16', got {train.mixed_precision!r}{hint}")
     elif train.mixed_precision == "fp16" and train.device in ("cpu", "mps"):
-        problems.append(
-            f"{path}.mixed_precision: fp16 needs a CUDA GPU and device is {train.device!r}; use bf16 or no"
-        )
+        problems.append(f"{path}.mixed_precision: fp16 needs a CUDA GPU and device is {train.device!r}; use bf16 or no")
     if train.gradient_accumulation_steps < 1:
         problems.append(
             f"{path}.gradient_accumulation_steps: must be at least 1, got {train.gradient_accumulation_steps}"
@@ -1002,7 +1000,9 @@ def _parse_document(doc: Any, source: str | None) -> Config:
         else:
             raw = _lift_seed_dict(raw, problems)
             for key in raw.pop("_unknown_flash", []):
-                problems.append(f"{p('flash_distillation')}.{key}: unknown key (known: knowledge_transfer, regular_distillation)")
+                problems.append(
+                    f"{p('flash_distillation')}.{key}: unknown key (known: knowledge_transfer, regular_distillation)"
+                )
             for key in raw:
                 if key not in ("search", "flash_distillation", "regular_distillation", "final_distillation"):
                     problems.append(
@@ -1030,7 +1030,9 @@ def _parse_document(doc: Any, source: str | None) -> Config:
                     _stages(regular, reg_path, problems)
             final = None
             if raw.get("final_distillation") is not None:
-                final = _structure(raw["final_distillation"], FinalDistillationConfig, p("final_distillation"), problems)
+                final = _structure(
+                    raw["final_distillation"], FinalDistillationConfig, p("final_distillation"), problems
+                )
                 if final is not None:
                     n_stages = len(_stages(flash, flash_path, [])) + len(_stages(regular, reg_path, []))
                     _check_final(final, n_stages, p("final_distillation"), problems)
@@ -1077,9 +1079,7 @@ def load_config(conf: Any, framework: str | None = None) -> Config:
     elif isinstance(conf, Mapping):
         cfg = _parse_document(conf, None)
     else:
-        raise ConfigError(
-            f"expected a YAML file path, a dict or a config object, got {_type_name(conf)}"
-        )
+        raise ConfigError(f"expected a YAML file path, a dict or a config object, got {_type_name(conf)}")
     if framework is not None and framework != cfg.model.framework:
         if framework not in FRAMEWORKS:
             raise ConfigError(f"framework: {framework!r} is not one of {list(FRAMEWORKS)}")
@@ -1168,7 +1168,8 @@ def _make_strict_loader():
             key = (key_node.tag, key_node.value)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None,
+                    None,
+                    None,
                     f"duplicate key {key_node.value!r} (first given at line {seen[key] + 1}); keep one",
                     key_node.start_mark,
                 )

@@ -56,7 +56,21 @@ class EvalContext:
 # Directions of metrics that need no ``higher_is_better``. Registered evaluators may
 # declare theirs; anything else must be given in the config.
 _LOWER = ("loss", "latency", "params", "flops", "model_size", "error", "perplexity", "mse", "mae")
-_HIGHER = ("accuracy", "acc", "f1", "precision", "recall", "auc", "matthews", "pearson", "spearman", "bleu", "rouge", "exact_match", "fidelity")
+_HIGHER = (
+    "accuracy",
+    "acc",
+    "f1",
+    "precision",
+    "recall",
+    "auc",
+    "matthews",
+    "pearson",
+    "spearman",
+    "bleu",
+    "rouge",
+    "exact_match",
+    "fidelity",
+)
 
 
 def known_direction(metric: str) -> bool | None:
@@ -72,7 +86,7 @@ def known_direction(metric: str) -> bool | None:
     name = metric.lower()
     for prefix in ("eval_", "test_", "val_", "validation_"):
         if name.startswith(prefix):
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
     if name in _LOWER or name.endswith("_loss") or name.endswith("_latency"):
         return False
     if name in _HIGHER or any(name.endswith("_" + h) for h in _HIGHER):

@@ -69,7 +69,9 @@ def model_card(info: Mapping[str, Any], context, relative: str) -> str:
     phase = info.get("phase", "search")
     lines += [
         "",
-        f"Trial {info['trial']}, phase `{phase}`" + (f", budget {_budget_text(info['budget'])}" if "budget" in info else "") + ".",
+        f"Trial {info['trial']}, phase `{phase}`"
+        + (f", budget {_budget_text(info['budget'])}" if "budget" in info else "")
+        + ".",
     ]
     lines += ["", "## Metrics", ""]
     lines.append(metrics_table(info["metrics"], info.get("teacher_metrics")))

@@ -183,9 +183,7 @@ class Kind:
         return bool(self._find(name, None))
 
     def names(self, framework: str | None = None) -> list[str]:
-        return sorted(
-            {r.name for r in self._entries.values() if framework is None or r.framework in (None, framework)}
-        )
+        return sorted({r.name for r in self._entries.values() if framework is None or r.framework in (None, framework)})
 
     def registrations(self) -> list[Registration]:
         return list(self._entries.values())
@@ -444,8 +442,10 @@ def _check_pending(pm: pluggy.PluginManager, reg: Registry) -> None:
             name = pm.get_name(exc.plugin)
             info = next((i for i in reg.plugins if i.name == name), None)
             hooks = [
-                h for h in dir(pm.hook)
-                if not h.startswith("_") and not getattr(pm.hook, h).has_spec()
+                h
+                for h in dir(pm.hook)
+                if not h.startswith("_")
+                and not getattr(pm.hook, h).has_spec()
                 and any(impl.plugin is exc.plugin for impl in getattr(pm.hook, h).get_hookimpls())
             ]
             pm.unregister(exc.plugin)  # its known hooks were already called; only stop re-reporting it

@@ -73,7 +73,7 @@ class SearchSpace(Mapping[str, list]):
         return len(self._choices)
 
     def __repr__(self) -> str:
-        return f"SearchSpace({ {k: list(v) for k, v in self._choices.items()} !r})"
+        return f"SearchSpace({ {k: list(v) for k, v in self._choices.items()}!r})"
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, SearchSpace):
@@ -132,17 +132,14 @@ class SearchSpace(Mapping[str, list]):
         """The index of each choice of ``point``, in key order."""
         self.validate(point)
         return tuple(
-            [_hashable(v) for v in values].index(_hashable(point[name]))
-            for name, values in self._choices.items()
+            [_hashable(v) for v in values].index(_hashable(point[name])) for name, values in self._choices.items()
         )
 
     def decode(self, indices: Sequence[int]) -> dict:
         """The point whose choice indices are ``indices`` (inverse of :meth:`encode`)."""
         if len(indices) != len(self._choices):
             raise SearchSpaceError(f"expected {len(self._choices)} indices, got {len(indices)}")
-        return {
-            name: values[int(i)] for (name, values), i in zip(self._choices.items(), indices, strict=True)
-        }
+        return {name: values[int(i)] for (name, values), i in zip(self._choices.items(), indices, strict=True)}
 
     def key(self, point: Mapping[str, Any]) -> str:
         """Canonical, hashable key of a point: JSON of its values in key order."""

@@ -1,6 +1,5 @@
 import pytest
 
-import autokd
 from autokd import plugins
 
 

@@ -18,7 +18,12 @@ def seed_dict_config(**search):
                 "block_names": [f"mobilebert.encoder.layer.{i}" for i in range(2)],
                 "layer_mappings_for_knowledge_transfer": [
                     [
-                        (f"mobilebert.encoder.layer.{i}.attention.self", "1", f"bert.encoder.layer.{i}.attention.self", "1"),
+                        (
+                            f"mobilebert.encoder.layer.{i}.attention.self",
+                            "1",
+                            f"bert.encoder.layer.{i}.attention.self",
+                            "1",
+                        ),
                         (f"mobilebert.encoder.layer.{i}.output", f"bert.encoder.layer.{i}.output"),
                     ]
                     for i in range(2)

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -63,7 +62,12 @@ def test_run_with_user_functions_needs_no_backend(project):
 
 
 def test_max_trials_and_resume(project):
-    assert autokd("run", "search.yaml", "--output-dir", "out", "--max-trials", "1", "--no-progress", cwd=project).returncode == 0
+    assert (
+        autokd(
+            "run", "search.yaml", "--output-dir", "out", "--max-trials", "1", "--no-progress", cwd=project
+        ).returncode
+        == 0
+    )
     again = autokd("run", "search.yaml", "--output-dir", "out", "--no-progress", cwd=project)
     assert again.returncode == 2 and "already holds trials" in again.stderr and "Traceback" not in again.stderr
     resumed = autokd("run", "search.yaml", "--output-dir", "out", "--resume", "--no-progress", cwd=project)
@@ -82,7 +86,9 @@ def test_seed_override_changes_proposals(project):
 
 
 def test_bad_config_exits_2_naming_each_field(project):
-    (project / "bad.yaml").write_text(CONFIG.replace("max_trials: 3", "max_trials: 3,").replace("seed: 1", "seed: 1\n    colour: red"))
+    (project / "bad.yaml").write_text(
+        CONFIG.replace("max_trials: 3", "max_trials: 3,").replace("seed: 1", "seed: 1\n    colour: red")
+    )
     result = autokd("run", "bad.yaml", cwd=project)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -92,10 +98,15 @@ def test_bad_config_exits_2_naming_each_field(project):
 
 def test_unknown_algorithm_exits_2_with_the_provider(project):
     (project / "bo.yaml").write_text(CONFIG.replace("search_algorithm: random", "search_algorithm: nevergrad"))
-    result = autokd("run", "bo.yaml", cwd=project, )
-    env_has_nevergrad = "autokd-nevergrad" in subprocess.run(
-        [sys.executable, "-m", "pip", "list"], capture_output=True, text=True
-    ).stdout
+    result = autokd(
+        "run",
+        "bo.yaml",
+        cwd=project,
+    )
+    env_has_nevergrad = (
+        "autokd-nevergrad"
+        in subprocess.run([sys.executable, "-m", "pip", "list"], capture_output=True, text=True).stdout
+    )
     if env_has_nevergrad:
         pytest.skip("autokd-nevergrad is installed here")
     assert result.returncode == 2
@@ -114,7 +125,10 @@ def test_missing_backend_is_explained(project, monkeypatch):
     (project / "oob.yaml").write_text(CONFIG.replace('  function: "userfuncs:train"\n', "  batch_size: 8\n"))
     result = subprocess.run(
         [sys.executable, "-m", "autokd.cli", "run", "oob.yaml"],
-        cwd=project, capture_output=True, text=True, env={**__import__("os").environ, "AUTOKD_LOAD_PLUGINS": "none"},
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "AUTOKD_LOAD_PLUGINS": "none"},
     )
     assert result.returncode == 2
     assert "train.function: not given, so the pytorch backend's built-in functions are needed" in result.stderr
@@ -126,7 +140,15 @@ def test_report_prints_table_front_and_best(project):
     result = autokd("report", "out", cwd=project)
     assert result.returncode == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["trial", "hidden_size", "num_attention_heads", "accuracy", "latency", "status", "time_s"]
+    assert lines[0].split() == [
+        "trial",
+        "hidden_size",
+        "num_attention_heads",
+        "accuracy",
+        "latency",
+        "status",
+        "time_s",
+    ]
     assert len([line for line in lines if line[:1].isdigit()]) == 3
     summary = json.loads((project / "out" / "summary.json").read_text())
     assert f"best trial {summary['best_trial']}: {summary['best_model_arch']}" in result.stdout

@@ -29,7 +29,9 @@ def test_seed_autodistillation_yaml_pytorch():
         Stage(
             block_name="mobilebert.encoder.layer.0",
             layer_mappings=(
-                LayerMapping("mobilebert.encoder.layer.0.attention.self", "1", "bert.encoder.layer.0.attention.self", "1"),
+                LayerMapping(
+                    "mobilebert.encoder.layer.0.attention.self", "1", "bert.encoder.layer.0.attention.self", "1"
+                ),
                 LayerMapping("mobilebert.encoder.layer.0.output", "", "bert.encoder.layer.0.output", ""),
             ),
             loss_types=("KL", "MSE"),
@@ -193,12 +195,36 @@ extra_section: {}
             "auto_distillation.search.higher_is_better: missing, and the direction of 'bleu_plus' is not known: "
             "give one true/false per metric, e.g. higher_is_better: [true, true]",
         ),
-        ({"constraints": ["latency < fast"]}, None, "auto_distillation.search.constraints[0]: 'latency < fast' is not a constraint like 'latency <= 5'"),
-        ({"search_space": {"a": "abc"}}, None, "auto_distillation.search.search_space.a: choices must be a list, got str 'abc'"),
-        ({}, {"train_steps": [-1]}, "auto_distillation.flash_distillation.train_steps[0]: must be a positive number of steps, got -1"),
-        ({}, {"loss_weights": [[0.5]]}, "auto_distillation.flash_distillation.loss_weights[0]: 1 weights for 2 loss types"),
-        ({}, {"loss_types": [["KL", "MSE", "L1"]]}, "auto_distillation.flash_distillation.loss_types[0]: 3 loss types for 2 layer mappings"),
-        ({}, {"layer_mappings_for_knowledge_transfer": [[["a", "b", "c"]]]}, "a layer mapping has 2 items (student_layer, teacher_layer) or 4"),
+        (
+            {"constraints": ["latency < fast"]},
+            None,
+            "auto_distillation.search.constraints[0]: 'latency < fast' is not a constraint like 'latency <= 5'",
+        ),
+        (
+            {"search_space": {"a": "abc"}},
+            None,
+            "auto_distillation.search.search_space.a: choices must be a list, got str 'abc'",
+        ),
+        (
+            {},
+            {"train_steps": [-1]},
+            "auto_distillation.flash_distillation.train_steps[0]: must be a positive number of steps, got -1",
+        ),
+        (
+            {},
+            {"loss_weights": [[0.5]]},
+            "auto_distillation.flash_distillation.loss_weights[0]: 1 weights for 2 loss types",
+        ),
+        (
+            {},
+            {"loss_types": [["KL", "MSE", "L1"]]},
+            "auto_distillation.flash_distillation.loss_types[0]: 3 loss types for 2 layer mappings",
+        ),
+        (
+            {},
+            {"layer_mappings_for_knowledge_transfer": [[["a", "b", "c"]]]},
+            "a layer mapping has 2 items (student_layer, teacher_layer) or 4",
+        ),
         ({}, {"temperature": 0}, "auto_distillation.flash_distillation.temperature: must be positive, got 0"),
         ({}, {"block_names": []}, "auto_distillation.flash_distillation.block_names: empty list"),
     ],

@@ -8,12 +8,13 @@ import random
 import threading
 import time
 
-import autokd
 import pytest
+from core_helpers import seed_dict_config, synthetic_metrics
+
+import autokd
 from autokd import AutoDistillation, ConfigError, Objective, TrialRecord, pareto_front, plugins, select_best
 from autokd.config import Constraint
 from autokd.front import IncrementalFront
-from core_helpers import seed_dict_config, synthetic_metrics
 
 
 class ThreadExecutor(autokd.Executor):

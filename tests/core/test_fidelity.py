@@ -5,8 +5,9 @@ of the same model, release of dropped candidates, resume mid-rung, final distill
 import json
 import os
 
-import autokd
 import pytest
+
+import autokd
 from autokd import AutoDistillation, ConfigError
 from autokd.schedule import plan_brackets, rung_budgets
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 
-import autokd
 import pytest
+from core_helpers import synthetic_metrics
+
+import autokd
 from autokd import plugins
 from autokd.results import pareto_front
-from core_helpers import synthetic_metrics
 
 SPACE = {"hidden_size": [64, 128, 256], "num_attention_heads": [1, 2, 4]}
 

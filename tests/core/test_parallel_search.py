@@ -14,8 +14,9 @@ import threading
 import time
 
 import pytest
-from autokd import AutoDistillation
 from executor_helpers import SleepTrain, build, evaluate, first_start, search_config, wait_for_file
+
+from autokd import AutoDistillation
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -121,7 +121,10 @@ def test_hook_that_raises_is_reported_with_plugin_name(site):
             raise RuntimeError("boom")
         """,
     )
-    with pytest.warns(plugins.PluginWarning, match="plugin 'raises' \\(distribution 'autokd-raises'\\): register_losses raised RuntimeError: boom"):
+    with pytest.warns(
+        plugins.PluginWarning,
+        match="plugin 'raises' \\(distribution 'autokd-raises'\\): register_losses raised RuntimeError: boom",
+    ):
         autokd.registry()
 
 

@@ -12,10 +12,11 @@ import textwrap
 import time
 
 import pytest
+from executor_helpers import SleepRunner, wait_all, wait_for_file
+
 from autokd.errors import ConfigError
 from autokd.executor import LocalExecutor, TrialTask
 from autokd.processes import ProcessesExecutor
-from executor_helpers import SleepRunner, wait_all, wait_for_file
 
 
 def tasks(n, **arch):

@@ -10,6 +10,7 @@ import re
 import struct
 
 import pytest
+
 from autokd.cli import main
 
 OBJECTIVES = [{"name": "fidelity", "higher_is_better": True}, {"name": "latency", "higher_is_better": False}]

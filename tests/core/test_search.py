@@ -97,7 +97,9 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(tmp_path):
     oom = records[json.dumps({"hidden_size": 256, "num_attention_heads": 4}, sort_keys=True)]
     assert oom["status"] == "failed" and oom["error"] == "RuntimeError: out of memory" and oom["metrics"] == {}
     nan = records[json.dumps({"hidden_size": 128, "num_attention_heads": 2}, sort_keys=True)]
-    assert nan["status"] == "failed" and nan["error"].startswith("FloatingPointError: non-finite or non-numeric metric accuracy=nan")
+    assert nan["status"] == "failed" and nan["error"].startswith(
+        "FloatingPointError: non-finite or non-numeric metric accuracy=nan"
+    )
     assert sum(r["status"] == "ok" for r in records.values()) == 2
     assert agent.advisor.history[0][1] is None  # the advisor is told the failure
 
@@ -164,7 +166,10 @@ def test_single_number_from_eval_func_is_the_first_metric(tmp_path):
 
 def test_metric_that_nobody_computes_stops_the_search_with_a_clear_error(tmp_path):
     agent = make_agent([], max_trials=2, metrics=["accuracy", "energy"], higher_is_better=[True, False])
-    with pytest.raises(autokd.AutoKDError, match="metric 'energy' is neither returned by eval_func \\(it returned \\['accuracy', 'latency'\\]\\) nor a registered evaluator"):
+    with pytest.raises(
+        autokd.AutoKDError,
+        match="metric 'energy' is neither returned by eval_func \\(it returned \\['accuracy', 'latency'\\]\\) nor a registered evaluator",
+    ):
         agent.search_loop(tmp_path)
 
 

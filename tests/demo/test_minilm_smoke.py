@@ -16,9 +16,19 @@ def smoke_run(tmp_path_factory):
     result = subprocess.run(
         [
             # the README's smoke run: the default config and steps, two candidates
-            sys.executable, "-m", "autokd_minilm", "--max-trials", "2", "--output-dir", str(out), "--no-progress",
+            sys.executable,
+            "-m",
+            "autokd_minilm",
+            "--max-trials",
+            "2",
+            "--output-dir",
+            str(out),
+            "--no-progress",
         ],
-        capture_output=True, text=True, timeout=1800, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result

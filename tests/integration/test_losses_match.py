@@ -82,7 +82,9 @@ def test_student_targets_mse_matches_for_regression():
     kd_tf = criteria.get("KnowledgeDistillationLoss", "tensorflow")(2.0, ["MSE", "MSE"], [0.5, 0.5])
     kd_torch.teacher_outputs = torch.from_numpy(t)
     kd_tf.teacher_outputs = t
-    got_torch, got_tf = both(kd_torch.loss_cal(torch.from_numpy(s), torch.from_numpy(targets)), kd_tf.loss_cal(s, targets))
+    got_torch, got_tf = both(
+        kd_torch.loss_cal(torch.from_numpy(s), torch.from_numpy(targets)), kd_tf.loss_cal(s, targets)
+    )
     assert got_tf == pytest.approx(got_torch, rel=1e-5)
 
 

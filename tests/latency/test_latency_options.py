@@ -8,9 +8,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import autokd
 import autokd_latency
-import pytest
 from autokd_latency import _timing
 from autokd_latency._options import validate_options
 
@@ -255,4 +256,8 @@ def test_a_dropping_estimate_settles_once_doubling_the_samples_finds_nothing_fas
     wall, cpu, calls, stats = _timing.measure_adaptive(call, warmup=0, repeats=100, max_seconds=30, min_seconds=0)
     # from round 3 on the estimate is 1 ms; it holds once half the samples (300 of 600)
     # were already at 1 ms, in round 6
-    assert stats["rounds"] == 6 and stats["latency_ms"] == pytest.approx(1.0) and stats["drift"] == pytest.approx(0, abs=1e-9)
+    assert (
+        stats["rounds"] == 6
+        and stats["latency_ms"] == pytest.approx(1.0)
+        and stats["drift"] == pytest.approx(0, abs=1e-9)
+    )

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 
-import autokd
 import pytest
+
+import autokd
 
 IN_FEATURES, CLASSES, BATCH = 16, 3, 4
 
@@ -104,7 +105,8 @@ def test_a_bad_evaluator_option_stops_the_search_with_its_path(tmp_path):
     agent.show_progress = False
     with pytest.raises(autokd.AutoKDError) as info:
         agent.search_loop(tmp_path)
-    assert "evaluation.latency.repeat: unknown option (accepted: batch_size, seq_len, warmup, repeats, threads, min_seconds, max_seconds)" in str(
-        info.value
+    assert (
+        "evaluation.latency.repeat: unknown option (accepted: batch_size, seq_len, warmup, repeats, threads, min_seconds, max_seconds)"
+        in str(info.value)
     )
     assert not (tmp_path / "trials.jsonl").exists() or (tmp_path / "trials.jsonl").read_text() == ""

@@ -15,11 +15,12 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from latency_models import bert_config, bert_forward_flops  # noqa: E402
+
 import autokd  # noqa: E402
 import autokd_latency  # noqa: E402
 from autokd import EvalContext  # noqa: E402
 from autokd_latency import _tensorflow  # noqa: E402
-from latency_models import bert_config, bert_forward_flops  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

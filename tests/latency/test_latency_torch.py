@@ -11,10 +11,11 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
+from latency_models import bert_config, bert_forward_flops  # noqa: E402
+
 import autokd  # noqa: E402
 import autokd_latency  # noqa: E402
 from autokd import EvalContext  # noqa: E402
-from latency_models import bert_config, bert_forward_flops  # noqa: E402
 
 
 def mlp(width: int, in_features: int = 64, classes: int = 10) -> nn.Module:

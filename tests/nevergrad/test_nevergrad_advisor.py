@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 
-import autokd
 import pytest
-from autokd_nevergrad import NevergradAdvisor
 from nevergrad_helpers import SPACE, accuracy
+
+import autokd
+from autokd_nevergrad import NevergradAdvisor
 
 ACCURACY = autokd.Objective("accuracy", True)
 LATENCY = autokd.Objective("latency", False)

@@ -9,11 +9,12 @@ import os
 import subprocess
 import sys
 
-import autokd
 import numpy as np
 import pytest
-from autokd_nevergrad import NevergradAdvisor
 from nevergrad_helpers import MOBILEBERT_SPACE, SPACE, accuracy, config, make_search, recorded_trials
+
+import autokd
+from autokd_nevergrad import NevergradAdvisor
 
 NAMES = [
     ("nevergrad", "NGOpt"),

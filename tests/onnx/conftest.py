@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from autokd import plugins
 
 torch.set_num_threads(1)  # tiny models; two threads spin-wait on the shared 2 cores

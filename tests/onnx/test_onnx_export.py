@@ -7,13 +7,14 @@ from __future__ import annotations
 import importlib.util
 import json
 
-import autokd
-import autokd_onnx
 import numpy as np
 import onnx
 import pytest
 import torch
 from conftest import tiny_bert, token_batch
+
+import autokd
+import autokd_onnx
 
 
 def fidelity_of(reference):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import autokd
 import pytest
-from autokd import EvalContext
 from conftest import tiny_bert, token_batch
+
+import autokd
+from autokd import EvalContext
 
 
 @pytest.mark.parametrize("name", ["onnx_latency", "onnx_latency_int8"])

@@ -7,8 +7,9 @@ import json
 import sys
 import time
 
-import autokd
 from optuna_helpers import accuracy, latency
+
+import autokd
 
 
 def eval_func(model: dict) -> dict:

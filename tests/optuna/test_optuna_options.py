@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import autokd
 import pytest
 from optuna_helpers import SPACE, make_search
+
+import autokd
 
 
 def _error(algorithm: str, **search) -> str:

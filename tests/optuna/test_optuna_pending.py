@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
-from autokd_optuna import evaluation_trials
 from optuna.trial import TrialState
 from optuna_helpers import accuracy, latency, make_search
+
+from autokd_optuna import evaluation_trials
 
 
 def test_tpe_never_proposes_a_running_arch_and_sees_the_running_trials(tmp_path):

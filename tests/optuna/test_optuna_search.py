@@ -6,8 +6,12 @@ import json
 import subprocess
 import sys
 
-import autokd
 import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+from optuna_helpers import SPACE, accuracy, latency, make_search
+
+import autokd
 from autokd_optuna import (
     REPEAT_ATTR,
     REPLAYED_ATTR,
@@ -16,9 +20,6 @@ from autokd_optuna import (
     TPEAdvisor,
     evaluation_trials,
 )
-from optuna.distributions import CategoricalDistribution
-from optuna.trial import TrialState
-from optuna_helpers import SPACE, accuracy, latency, make_search
 
 # GP after 3 random trials keeps the BO runs short but exercises the GP itself.
 FAST = {"BO": {"n_startup_trials": 3}, "TPE": {"n_startup_trials": 3}, "NSGA2": {"population_size": 4}}

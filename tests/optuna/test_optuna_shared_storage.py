@@ -10,9 +10,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-from autokd_optuna import REPEAT_ATTR, SKIPPED_ATTR, evaluation_trials, open_storage
 from optuna.trial import TrialState
 from optuna_helpers import SPACE
+
+from autokd_optuna import REPEAT_ATTR, SKIPPED_ATTR, evaluation_trials, open_storage
 
 WORKER = Path(__file__).with_name("shared_worker.py")
 SHARED_SPACE = {**SPACE, "num_attention_heads": [1, 2, 4, 8]}  # 96 points

@@ -10,10 +10,11 @@ import signal
 import time
 
 import pytest
+from executor_helpers import SleepRunner, wait_for_file
+
 from autokd.errors import ConfigError
 from autokd.executor import LocalExecutor, TrialTask
 from autokd_ray import RayExecutor
-from executor_helpers import SleepRunner, wait_for_file
 
 
 def tasks(n, **arch):
@@ -163,8 +164,9 @@ def test_a_search_through_ray_matches_the_serial_search_of_the_same_seed_in_less
     """8 trials of 2 s through AutoDistillation: serial 16 s; two actors 8 s, under
     0.6 x serial. The actors' start is paid once per search: the clock starts at the
     first training."""
-    from autokd import AutoDistillation
     from executor_helpers import SleepTrain, build, evaluate, first_start, search_config
+
+    from autokd import AutoDistillation
 
     def search(name, train, **config):
         agent = AutoDistillation(build, search_config(**config))

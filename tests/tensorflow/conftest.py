@@ -8,7 +8,6 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # transformers 4.x TF models 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
-
 from tf_helpers import bert_config  # noqa: E402
 
 

@@ -8,15 +8,16 @@ import types
 
 import numpy as np
 import pytest
+from tf_helpers import bert_config, distilbert_config, text_data
 
 from autokd import ConfigError
-
-from tf_helpers import bert_config, distilbert_config, text_data
 
 
 def args_for(tmp_path):
     return types.SimpleNamespace(
-        output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, per_device_eval_batch_size=16,
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=16,
         learning_rate=1e-3,
     )
 
@@ -44,21 +45,29 @@ def test_seed_example_with_a_tiny_tfbert_teacher(tf, tmp_path):
     ).batch(8)
     eval_dataset = text_data(16, seed=2)  # a dict of arrays, batched by TFOptimization
 
-    optimizer = TFOptimization(model=teacher, args=args_for(tmp_path), train_dataset=train_dataset,
-                               eval_dataset=eval_dataset, compute_metrics=compute_metrics)
+    optimizer = TFOptimization(
+        model=teacher,
+        args=args_for(tmp_path),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        compute_metrics=compute_metrics,
+    )
     autodistillation_config = AutoDistillationConfig(
         search_space={"hidden_size": [16, 32], "intermediate_size": [20, 37]},
         search_algorithm="random",
         max_trials=3,
         seed=42,
         metrics=[metrics.Metric(name="eval_loss", greater_is_better=False)],
-        knowledge_transfer=TFDistillationConfig(train_steps=[3], loss_types=["CE", "CE"], loss_weights=[0.5, 0.5],
-                                                temperature=1.0),
-        regular_distillation=TFDistillationConfig(train_steps=[3], loss_types=["CE", "KL"], loss_weights=[0.5, 0.5],
-                                                  temperature=2.0),
+        knowledge_transfer=TFDistillationConfig(
+            train_steps=[3], loss_types=["CE", "CE"], loss_weights=[0.5, 0.5], temperature=1.0
+        ),
+        regular_distillation=TFDistillationConfig(
+            train_steps=[3], loss_types=["CE", "KL"], loss_weights=[0.5, 0.5], temperature=2.0
+        ),
     )
-    best_model_arch = optimizer.autodistill(autodistillation_config, teacher,
-                                            model_cls=TFAutoModelForSequenceClassification)
+    best_model_arch = optimizer.autodistill(
+        autodistillation_config, teacher, model_cls=TFAutoModelForSequenceClassification
+    )
 
     trials = read_trials(tmp_path / "out")
     assert len(trials) == 3 and all(t["status"] == "ok" for t in trials), trials
@@ -71,7 +80,10 @@ def test_seed_example_with_a_tiny_tfbert_teacher(tf, tmp_path):
         assert set(m) >= {"eval_loss", "accuracy", "eval_accuracy", "matches", "eval_matches"}
         assert m["accuracy"] == pytest.approx(m["matches"] / 16)
         stages = trial["extras"]["distillation"]
-        assert [(s["name"], s["train_steps"]) for s in stages] == [("flash_distillation[0]", 3), ("regular_distillation[0]", 3)]
+        assert [(s["name"], s["train_steps"]) for s in stages] == [
+            ("flash_distillation[0]", 3),
+            ("regular_distillation[0]", 3),
+        ]
         # The student really has the trial's architecture.
         h, i = trial["arch"]["hidden_size"], trial["arch"]["intermediate_size"]
         assert trial["extras"]["student_parameters"] == _bert_params(h, i)
@@ -93,8 +105,9 @@ def test_tfdistilbert_students_with_intermediate_layer_flash_distillation(tf, tm
 
     tf.keras.utils.set_random_seed(0)
     teacher = TFDistilBertForSequenceClassification(distilbert_config())
-    optimizer = TFOptimization(model=teacher, args=args_for(tmp_path), train_dataset=text_data(32, seed=1),
-                               eval_dataset=text_data(16, seed=2))
+    optimizer = TFOptimization(
+        model=teacher, args=args_for(tmp_path), train_dataset=text_data(32, seed=1), eval_dataset=text_data(16, seed=2)
+    )
     config = AutoDistillationConfig(
         search_space={"hidden_size": [16, 32], "hidden_dim": [20, 37]},
         search_algorithm="grid",
@@ -112,7 +125,9 @@ def test_tfdistilbert_students_with_intermediate_layer_flash_distillation(tf, tm
 
     trials = read_trials(tmp_path / "out")
     assert [t["arch"] for t in trials] == [
-        {"hidden_size": 16, "hidden_dim": 20}, {"hidden_size": 16, "hidden_dim": 37}, {"hidden_size": 32, "hidden_dim": 20},
+        {"hidden_size": 16, "hidden_dim": 20},
+        {"hidden_size": 16, "hidden_dim": 37},
+        {"hidden_size": 32, "hidden_dim": 20},
     ]
     assert all(t["status"] == "ok" for t in trials), [t["error"] for t in trials]
     assert best in [t["arch"] for t in trials]
@@ -124,22 +139,31 @@ def test_neither_model_builder_nor_model_cls_is_a_clear_error(tmp_path):
     from autokd_tensorflow import AutoDistillationConfig, TFOptimization
 
     optimizer = TFOptimization(model=None, args=args_for(tmp_path), train_dataset=text_data(), eval_dataset=text_data())
-    with pytest.raises(ConfigError, match=r"model_cls: give model_cls to use the built-in model builder .* or pass your own "
-                                          r"model_builder\(arch\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model_cls: give model_cls to use the built-in model builder .* or pass your own "
+        r"model_builder\(arch\)",
+    ):
         optimizer.autodistill(AutoDistillationConfig(search_space={"hidden_size": [16]}), teacher_model=None)
 
 
 def test_bad_output_distillation_weights_stop_before_the_first_trial(bert_teacher, tmp_path):
     from autokd_tensorflow import AutoDistillationConfig, TFDistillationConfig, TFOptimization
 
-    optimizer = TFOptimization(model=bert_teacher, args=args_for(tmp_path), train_dataset=text_data(),
-                               eval_dataset=text_data())
+    optimizer = TFOptimization(
+        model=bert_teacher, args=args_for(tmp_path), train_dataset=text_data(), eval_dataset=text_data()
+    )
     config = AutoDistillationConfig(
-        search_space={"hidden_size": [16]}, search_algorithm="grid", max_trials=1,
+        search_space={"hidden_size": [16]},
+        search_algorithm="grid",
+        max_trials=1,
         knowledge_transfer=TFDistillationConfig(train_steps=[3], loss_types=["CE", "KL"], loss_weights=[0.5, 0.6]),
     )
-    with pytest.raises(ConfigError, match=r"auto_distillation.flash_distillation.loss_weights: \[0.5, 0.6\] sum to 1.1; "
-                                          r"the weights of \[student-vs-targets, student-vs-teacher\] must sum to 1"):
+    with pytest.raises(
+        ConfigError,
+        match=r"auto_distillation.flash_distillation.loss_weights: \[0.5, 0.6\] sum to 1.1; "
+        r"the weights of \[student-vs-targets, student-vs-teacher\] must sum to 1",
+    ):
         optimizer.autodistill(config, bert_teacher, model_cls="TFBertForSequenceClassification")
     assert not (tmp_path / "out" / "trials.jsonl").exists()
 
@@ -147,10 +171,13 @@ def test_bad_output_distillation_weights_stop_before_the_first_trial(bert_teache
 def test_a_search_parameter_the_config_lacks_fails_the_trial_with_its_name(bert_teacher, tmp_path):
     from autokd_tensorflow import AutoDistillationConfig, TFDistillationConfig, TFOptimization
 
-    optimizer = TFOptimization(model=bert_teacher, args=args_for(tmp_path), train_dataset=text_data(),
-                               eval_dataset=text_data())
+    optimizer = TFOptimization(
+        model=bert_teacher, args=args_for(tmp_path), train_dataset=text_data(), eval_dataset=text_data()
+    )
     config = AutoDistillationConfig(
-        search_space={"hidden_sise": [16]}, search_algorithm="grid", max_trials=1,
+        search_space={"hidden_sise": [16]},
+        search_algorithm="grid",
+        max_trials=1,
         knowledge_transfer=TFDistillationConfig(train_steps=[1]),
     )
     optimizer.autodistill(config, bert_teacher, model_cls="TFBertForSequenceClassification")

@@ -16,7 +16,7 @@ from autokd.cli import main
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
-DATA_MODULE = '''
+DATA_MODULE = """
 import numpy as np
 import tensorflow as tf
 
@@ -34,14 +34,15 @@ def evaluation():
     data = _data(12, 1)
     labels = data.pop("labels")
     return tf.data.Dataset.from_tensor_slices((data, labels)).batch(6)  # already batched
-'''
+"""
 
 
 def write_config(tmp_path, monkeypatch):
     (tmp_path / "tiny_text_data.py").write_text(DATA_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     config = tmp_path / "autodistillation_tensorflow.yaml"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         model:
           name: tiny-bert
           framework: tensorflow
@@ -71,7 +72,8 @@ def write_config(tmp_path, monkeypatch):
         train:
           optimizer: {{Adam: {{learning_rate: 0.001}}}}
           batch_size: 8
-        """))
+        """)
+    )
     return str(config)
 
 
@@ -96,12 +98,17 @@ def test_a_missing_teacher_is_a_config_error(tmp_path, monkeypatch, capsys):
     text = open(config).read().replace(f"  teacher: {os.path.join(DATA, 'pt_bert')}\n", "")
     open(config, "w").write(text)
     assert main(["run", config, "--output-dir", str(tmp_path / "out"), "--no-progress"]) == 2
-    assert "model.teacher: required by the tensorflow backend's built-in train function and builder" in capsys.readouterr().err
+    assert (
+        "model.teacher: required by the tensorflow backend's built-in train function and builder"
+        in capsys.readouterr().err
+    )
 
 
 def test_listing_plugins_does_not_import_tensorflow():
-    code = ("import sys; from autokd.cli import main; main(['plugins']); "
-            "assert 'tensorflow' not in sys.modules and 'transformers' not in sys.modules")
+    code = (
+        "import sys; from autokd.cli import main; main(['plugins']); "
+        "assert 'tensorflow' not in sys.modules and 'transformers' not in sys.modules"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "KnowledgeDistillationLoss [tensorflow]" in result.stdout

@@ -17,10 +17,12 @@ def seed_config(**overrides):
         max_trials=10,
         seed=42,
         metrics=[metrics.Metric(name="eval_loss", greater_is_better=False)],
-        knowledge_transfer=TFDistillationConfig(train_steps=[3], loss_types=["CE", "CE"], loss_weights=[0.5, 0.5],
-                                                temperature=1.0),
-        regular_distillation=TFDistillationConfig(train_steps=[3], loss_types=["CE", "KL"], loss_weights=[0.2, 0.8],
-                                                  temperature=2.0),
+        knowledge_transfer=TFDistillationConfig(
+            train_steps=[3], loss_types=["CE", "CE"], loss_weights=[0.5, 0.5], temperature=1.0
+        ),
+        regular_distillation=TFDistillationConfig(
+            train_steps=[3], loss_types=["CE", "KL"], loss_weights=[0.2, 0.8], temperature=2.0
+        ),
     )
     values.update(overrides)
     return AutoDistillationConfig(**values)
@@ -33,13 +35,24 @@ def test_the_seed_example_maps_onto_output_distillation_stages():
         "auto_distillation": {
             "search": {
                 "search_space": {"hidden_size": [120, 240], "intermediate_size": [256, 512]},
-                "search_algorithm": "random", "max_trials": 10, "seed": 42,
-                "metrics": ["eval_loss"], "higher_is_better": [False],
+                "search_algorithm": "random",
+                "max_trials": 10,
+                "seed": 42,
+                "metrics": ["eval_loss"],
+                "higher_is_better": [False],
             },
-            "flash_distillation": {"train_steps": [3], "loss_types": ["CE", "CE"], "loss_weights": [0.5, 0.5],
-                                   "temperature": 1.0},
-            "regular_distillation": {"train_steps": [3], "loss_types": ["CE", "KL"], "loss_weights": [0.2, 0.8],
-                                     "temperature": 2.0},
+            "flash_distillation": {
+                "train_steps": [3],
+                "loss_types": ["CE", "CE"],
+                "loss_weights": [0.5, 0.5],
+                "temperature": 1.0,
+            },
+            "regular_distillation": {
+                "train_steps": [3],
+                "loss_types": ["CE", "KL"],
+                "loss_weights": [0.2, 0.8],
+                "temperature": 2.0,
+            },
         },
     }
     cfg = autokd.load_config(config)
@@ -53,14 +66,18 @@ def test_the_seed_example_maps_onto_output_distillation_stages():
 def test_layer_mappings_and_blocks_map_onto_intermediate_stages():
     from autokd_tensorflow import TFDistillationConfig
 
-    config = seed_config(knowledge_transfer=TFDistillationConfig(
-        train_steps=[5, 6], block_names=["bert.encoder.layer.0", "bert.encoder.layer.1"],
-        layer_mappings=[[("hidden_states", "1", "hidden_states", "1")], [("hidden_states.2", "hidden_states.2")]],
-        loss_types=[["MSE"], ["KL"]],
-    ))
+    config = seed_config(
+        knowledge_transfer=TFDistillationConfig(
+            train_steps=[5, 6],
+            block_names=["bert.encoder.layer.0", "bert.encoder.layer.1"],
+            layer_mappings=[[("hidden_states", "1", "hidden_states", "1")], [("hidden_states.2", "hidden_states.2")]],
+            loss_types=[["MSE"], ["KL"]],
+        )
+    )
     stages = autokd.load_config(config).auto_distillation.flash_stages()
     assert [(s.block_name, s.train_steps, s.loss_types) for s in stages] == [
-        ("bert.encoder.layer.0", 5, ("MSE",)), ("bert.encoder.layer.1", 6, ("KL",)),
+        ("bert.encoder.layer.0", 5, ("MSE",)),
+        ("bert.encoder.layer.1", 6, ("KL",)),
     ]
     assert stages[1].layer_mappings == (autokd.LayerMapping("hidden_states.2", "", "hidden_states.2", ""),)
 
@@ -71,8 +88,11 @@ def test_metric_directions_come_from_the_metric_or_its_known_direction():
     config = seed_config(metrics=[metrics.Metric("accuracy"), metrics.Metric("eval_loss", greater_is_better=False)])
     search = config.to_autokd_config()["auto_distillation"]["search"]
     assert (search["metrics"], search["higher_is_better"]) == (["accuracy", "eval_loss"], [True, False])
-    with pytest.raises(ConfigError, match=r"metrics\[1\]: the direction of 'bleurgh' is not known: "
-                                          r"metrics.Metric\(name='bleurgh', greater_is_better=True or False\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"metrics\[1\]: the direction of 'bleurgh' is not known: "
+        r"metrics.Metric\(name='bleurgh', greater_is_better=True or False\)",
+    ):
         seed_config(metrics=[metrics.Metric("accuracy", True), "bleurgh"]).to_autokd_config()
 
 

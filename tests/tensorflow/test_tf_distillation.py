@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tf_helpers import bert_config, text_data
 
 from autokd import ConfigError, LayerMapping, Stage
-
-from tf_helpers import bert_config, text_data
 
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
@@ -45,7 +44,9 @@ def flash_stage(block="bert.encoder.layer.0", steps=4):
 def test_feature_matcher_is_made_for_mismatched_sizes_and_trained(student, teacher):
     from autokd_tensorflow import Distiller
 
-    distiller = Distiller(student, teacher, flash_stage(None, 6), text_data(), {"Adam": {"learning_rate": 0.01}}, batch_size=8)
+    distiller = Distiller(
+        student, teacher, flash_stage(None, 6), text_data(), {"Adam": {"learning_rate": 0.01}}, batch_size=8
+    )
     result = distiller()
     (matcher,) = distiller.criterion.feature_matchers
     assert matcher.kernel.shape == (16, 32)  # student hidden 16 -> teacher hidden 32
@@ -72,23 +73,34 @@ def test_only_the_stage_block_is_trained(student, teacher):
 def test_a_block_the_features_do_not_depend_on_is_an_error(student, teacher):
     from autokd_tensorflow import Distiller
 
-    with pytest.raises(ConfigError, match=r"flash\[0\]: no trained variable affects this stage's loss: the features it "
-                                          r"distils do not depend on block 'bert.encoder.layer.1'"):
-        Distiller(student, teacher, flash_stage("bert.encoder.layer.1", 1), text_data(), batch_size=8, name="flash[0]")()
+    with pytest.raises(
+        ConfigError,
+        match=r"flash\[0\]: no trained variable affects this stage's loss: the features it "
+        r"distils do not depend on block 'bert.encoder.layer.1'",
+    ):
+        Distiller(
+            student, teacher, flash_stage("bert.encoder.layer.1", 1), text_data(), batch_size=8, name="flash[0]"
+        )()
 
 
 def test_an_unknown_block_is_an_error(student, teacher):
     from autokd_tensorflow import Distiller
 
-    with pytest.raises(ConfigError, match=r"flash\[0\].block_names: block 'bert.encoder.layer.5' not found in the student"):
-        Distiller(student, teacher, flash_stage("bert.encoder.layer.5", 1), text_data(), batch_size=8, name="flash[0]")()
+    with pytest.raises(
+        ConfigError, match=r"flash\[0\].block_names: block 'bert.encoder.layer.5' not found in the student"
+    ):
+        Distiller(
+            student, teacher, flash_stage("bert.encoder.layer.5", 1), text_data(), batch_size=8, name="flash[0]"
+        )()
 
 
 def test_regular_stage_continues_from_the_flash_distilled_student(student, teacher):
     from autokd_tensorflow import distill
 
     regular = Stage(None, (), ("CE", "KL"), (0.5, 0.5), False, 3, 2.0)
-    flash_result, regular_result = distill(student, teacher, [flash_stage(steps=3)], [regular], text_data(), batch_size=8)
+    flash_result, regular_result = distill(
+        student, teacher, [flash_stage(steps=3)], [regular], text_data(), batch_size=8
+    )
     assert regular_result.weights_before == flash_result.weights_after
     assert regular_result.weights_after != regular_result.weights_before
     assert (flash_result.traces, regular_result.traces) == (1, 1)
@@ -137,6 +149,9 @@ def test_a_keras_3_model_is_refused_with_the_fix(tf):
 
     model = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(2)])
     stage = Stage(None, (), ("CE", "KL"), (0.5, 0.5), False, 1)
-    with pytest.raises(AutoKDError, match=r"the student is a Keras 3 model \(Sequential\); autokd-tensorflow trains Keras 2 "
-                                          r"\(tf-keras\) models: set TF_USE_LEGACY_KERAS=1 before importing tensorflow"):
+    with pytest.raises(
+        AutoKDError,
+        match=r"the student is a Keras 3 model \(Sequential\); autokd-tensorflow trains Keras 2 "
+        r"\(tf-keras\) models: set TF_USE_LEGACY_KERAS=1 before importing tensorflow",
+    ):
         Distiller(model, model, stage, (np.zeros((4, 3), "float32"), np.zeros(4, "int32")))

@@ -10,6 +10,7 @@ import types
 
 import numpy as np
 import pytest
+
 from autokd import ConfigError, LayerMapping, Stage
 
 KD = Stage(None, (), ("CE", "KL"), (0.5, 0.5), False, 4, 2.0)

@@ -46,9 +46,17 @@ def test_metrics_the_eval_func_leaves_out_come_from_the_evaluators(classifier, e
     x, y = eval_arrays
     agent = autokd.AutoDistillation(
         lambda arch: classifier,
-        {"model": {"framework": "tensorflow"},
-         "auto_distillation": {"search": {"search_space": {"units": [1]}, "search_algorithm": "grid",
-                                          "metrics": ["eval_loss", "accuracy"], "max_trials": 1}}},
+        {
+            "model": {"framework": "tensorflow"},
+            "auto_distillation": {
+                "search": {
+                    "search_space": {"units": [1]},
+                    "search_algorithm": "grid",
+                    "metrics": ["eval_loss", "accuracy"],
+                    "max_trials": 1,
+                }
+            },
+        },
     )
     agent.train_func = lambda model: model
     agent.eval_func = lambda model: {"eval_loss": 1.0}
@@ -62,6 +70,9 @@ def test_metrics_the_eval_func_leaves_out_come_from_the_evaluators(classifier, e
 def test_an_evaluator_without_eval_data_says_how_to_give_it(classifier):
     from autokd_tensorflow.evaluation import accuracy_evaluator
 
-    with pytest.raises(autokd.AutoKDError, match=r"metric 'accuracy': no evaluation data to compute it on: give "
-                                                 r"eval_dataset \(TFOptimization\) or data.eval \(autokd run\)"):
+    with pytest.raises(
+        autokd.AutoKDError,
+        match=r"metric 'accuracy': no evaluation data to compute it on: give "
+        r"eval_dataset \(TFOptimization\) or data.eval \(autokd run\)",
+    ):
         accuracy_evaluator(classifier, autokd.EvalContext())

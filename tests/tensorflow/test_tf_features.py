@@ -73,15 +73,20 @@ def test_named_layers_of_a_functional_model(tf):
 def test_an_unknown_layer_names_the_layers_and_output_fields(bert_teacher):
     from autokd_tensorflow import FeatureExtractor
 
-    with pytest.raises(ConfigError, match=r"layer_mappings_for_knowledge_transfer: student layer 'bert.encoder.layer.7' not found in "
-                                          r"TFBertForSequenceClassification: .*top-level layers: \['bert', 'dropout_\d+', 'classifier'\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"layer_mappings_for_knowledge_transfer: student layer 'bert.encoder.layer.7' not found in "
+        r"TFBertForSequenceClassification: .*top-level layers: \['bert', 'dropout_\d+', 'classifier'\]",
+    ):
         FeatureExtractor(bert_teacher, [("bert.encoder.layer.7", "")], "student")
 
 
 def test_a_bad_process_says_what_the_output_has(bert_teacher, batch):
-    from autokd_tensorflow import FeatureExtractor
     from autokd import AutoKDError
+    from autokd_tensorflow import FeatureExtractor
 
     with FeatureExtractor(bert_teacher, [("hidden_states", "9")]) as extractor:
-        with pytest.raises(AutoKDError, match=r"output process: process '9' is out of range: the output is a tuple of 3 items"):
+        with pytest.raises(
+            AutoKDError, match=r"output process: process '9' is out of range: the output is a tuple of 3 items"
+        ):
             extractor(batch)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import types
 
-import numpy as np
 import pytest
 
 
@@ -32,8 +31,11 @@ def test_keras_mlp_students_on_digits(tf, digits, tmp_path):
     x_train, x_test, y_train, y_test = digits
     tf.keras.utils.set_random_seed(0)
     teacher = mlp(tf, 128, "teacher")
-    teacher.compile(optimizer=tf.keras.optimizers.Adam(0.01),
-                    loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    teacher.compile(
+        optimizer=tf.keras.optimizers.Adam(0.01),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     teacher.fit(x_train, y_train, epochs=8, batch_size=64, verbose=0)
     teacher_accuracy = teacher.evaluate(x_test, y_test, verbose=0)[1]
     assert teacher_accuracy > 0.9

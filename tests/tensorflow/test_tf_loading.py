@@ -41,18 +41,26 @@ def test_tensorflow_safetensors_teacher_round_trips(bert_teacher, tf, tmp_path):
 def test_a_checkpoint_of_another_model_is_a_clear_error():
     from autokd_tensorflow import load_safetensors_model
 
-    with pytest.raises(AutoKDError, match=r"pt_bert: the checkpoint does not fit TFBertForMaskedLM: "
-                                          r".*pass the model_cls it was saved from"):
+    with pytest.raises(
+        AutoKDError,
+        match=r"pt_bert: the checkpoint does not fit TFBertForMaskedLM: "
+        r".*pass the model_cls it was saved from",
+    ):
         load_safetensors_model(os.path.join(DATA, "pt_bert"), model_cls="TFBertForMaskedLM")
-    with pytest.raises(AutoKDError, match=r"pt_bert: cannot build TFDistilBertForSequenceClassification from its "
-                                          r"BertConfig: .*pass the model_cls it was saved from"):
+    with pytest.raises(
+        AutoKDError,
+        match=r"pt_bert: cannot build TFDistilBertForSequenceClassification from its "
+        r"BertConfig: .*pass the model_cls it was saved from",
+    ):
         load_safetensors_model(os.path.join(DATA, "pt_bert"), model_cls="TFDistilBertForSequenceClassification")
 
 
 def test_a_teacher_spec_that_is_neither_folder_nor_import_string(tmp_path):
     from autokd_tensorflow import load_model
 
-    with pytest.raises(ConfigError, match=r"model.teacher: 'no/such/folder' is neither a model folder nor an import string"):
+    with pytest.raises(
+        ConfigError, match=r"model.teacher: 'no/such/folder' is neither a model folder nor an import string"
+    ):
         load_model("no/such/folder")
     with pytest.raises(AutoKDError, match=r"no model.safetensors"):
         from autokd_tensorflow import load_safetensors_model

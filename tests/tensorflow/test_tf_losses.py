@@ -56,7 +56,9 @@ def test_kl_of_identical_features_is_zero_and_ce_is_their_entropy():
 def test_a_shape_mismatch_names_both_shapes():
     from autokd_tensorflow.losses import mse
 
-    with pytest.raises(ValueError, match=r"MSE loss: the student feature has shape \[4, 5\] and the teacher feature \[4, 6\]"):
+    with pytest.raises(
+        ValueError, match=r"MSE loss: the student feature has shape \[4, 5\] and the teacher feature \[4, 6\]"
+    ):
         mse(S2, np.zeros((4, 6), "float32"))
 
 
@@ -118,9 +120,14 @@ def test_labels_are_required_when_their_term_has_weight():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(loss_weights=[0.3, 0.3]),
-         r"loss_weights: \[0.3, 0.3\] sum to 0.6; the weights of \[student-vs-targets, student-vs-teacher\] must sum to 1"),
-        (dict(loss_types=["KL", "CE"]), r"loss_types\[0\]: the student-vs-targets loss is 'CE' \(class labels\) or 'MSE' \(regression\), got 'KL'"),
+        (
+            dict(loss_weights=[0.3, 0.3]),
+            r"loss_weights: \[0.3, 0.3\] sum to 0.6; the weights of \[student-vs-targets, student-vs-teacher\] must sum to 1",
+        ),
+        (
+            dict(loss_types=["KL", "CE"]),
+            r"loss_types\[0\]: the student-vs-targets loss is 'CE' \(class labels\) or 'MSE' \(regression\), got 'KL'",
+        ),
         (dict(loss_types=["CE"]), r"loss_types: output distillation takes 2 loss types"),
         (dict(temperature=0), r"temperature: must be a positive number, got 0"),
     ],
@@ -170,7 +177,9 @@ def test_attention_maps_enter_kl_and_ce_as_log_probabilities():
 def test_unknown_loss_type_lists_the_available_ones():
     from autokd_tensorflow import IntermediateLayersKnowledgeDistillationLoss
 
-    with pytest.raises(LookupError, match=r"loss_types: unknown loss 'Cosine' for framework 'tensorflow'. Available: CE, KL, L1, MSE"):
+    with pytest.raises(
+        LookupError, match=r"loss_types: unknown loss 'Cosine' for framework 'tensorflow'. Available: CE, KL, L1, MSE"
+    ):
         IntermediateLayersKnowledgeDistillationLoss([["a", "b"]], loss_types=["Cosine"])
 
 
@@ -191,7 +200,9 @@ def test_a_third_party_loss_is_used_by_name():
 
     autokd.plugins.add_plugin(CosinePlugin(), "cosine-test")
     try:
-        criterion = IntermediateLayersKnowledgeDistillationLoss([["a", "b"]], loss_types=["CosineDistance"], loss_weights=[1.0])
+        criterion = IntermediateLayersKnowledgeDistillationLoss(
+            [["a", "b"]], loss_types=["CosineDistance"], loss_weights=[1.0]
+        )
         criterion.build([S2], [T2])
         cos = np.sum(S2 * T2, -1) / (np.linalg.norm(S2, axis=-1) * np.linalg.norm(T2, axis=-1))
         assert float(criterion([S2], [T2])) == pytest.approx(np.mean(1 - cos), rel=1e-5)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import os
 
-import autokd
 import numpy as np
+
+import autokd
 
 
 def search(tmp_path, builder, eval_func, example_inputs=None):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from autokd import LayerMapping, Stage
 from autokd._trial import _current
 

@@ -11,8 +11,15 @@ VOCAB, SEQ_LEN, N_LABELS = 99, 8, 2
 def bert_config(**overrides):
     from transformers import BertConfig
 
-    values = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-                  vocab_size=VOCAB, max_position_embeddings=64, num_labels=N_LABELS)
+    values = dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+        num_labels=N_LABELS,
+    )
     values.update(overrides)
     return BertConfig(**values)
 
@@ -20,8 +27,9 @@ def bert_config(**overrides):
 def distilbert_config(**overrides):
     from transformers import DistilBertConfig
 
-    values = dict(dim=32, n_layers=2, n_heads=2, hidden_dim=37, vocab_size=VOCAB,
-                  max_position_embeddings=64, num_labels=N_LABELS)
+    values = dict(
+        dim=32, n_layers=2, n_heads=2, hidden_dim=37, vocab_size=VOCAB, max_position_embeddings=64, num_labels=N_LABELS
+    )
     values.update(overrides)
     return DistilBertConfig(**values)
 

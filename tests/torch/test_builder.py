@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import bert_config, mobilebert_config, tiny_bert
 
 import autokd
 from autokd_torch.builder import build_student_config, transformers_builder
-from conftest import bert_config, mobilebert_config, tiny_bert
 
 
 def test_a_student_of_the_teachers_family_copies_the_teachers_config():

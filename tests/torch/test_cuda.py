@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TokenDataset, tiny_bert
 
 import autokd
 from autokd_torch import FlashDistillationTrainFunc
-from conftest import TokenDataset, tiny_bert
 
 pytestmark = pytest.mark.cuda
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 
 import torch
+from digits_case import accuracy, build_mlp, eval_data, teacher, train_data
 
 import autokd
 from autokd.cli import run_config
 from autokd_torch import EvalFunc, FlashDistillationTrainFunc
-from digits_case import accuracy, build_mlp, eval_data, teacher, train_data
 
 SEARCH = {
     "search": {

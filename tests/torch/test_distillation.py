@@ -7,12 +7,12 @@ import textwrap
 
 import pytest
 import torch
+from conftest import tiny_bert
 
 import autokd
 from autokd_torch import Distillation, IntermediateLayersKnowledgeDistillationLoss, KnowledgeDistillationLoss, Scheduler
 from autokd_torch.data import make_dataloader
 from autokd_torch.optim import build_optimizer
-from conftest import tiny_bert
 
 KD_YAML = """
 model:

@@ -8,10 +8,10 @@ import math
 
 import pytest
 import torch
+from conftest import TokenDataset, tiny_bert
 
 import autokd
 from autokd_torch import Distillation, EvalFunc, FlashDistillationTrainFunc
-from conftest import TokenDataset, tiny_bert
 
 KD = {"KnowledgeDistillationLoss": {"temperature": 2.0, "loss_types": ["CE", "KL"], "loss_weights": [0.5, 0.5]}}
 
@@ -141,10 +141,10 @@ def student(hidden_size=16):
 
 
 def search(tmp_path, config, teacher):
+    from conftest import bert_config
     from transformers import BertForSequenceClassification
 
     from autokd_torch.builder import transformers_builder
-    from conftest import bert_config
 
     data = TokenDataset(24, seed=1)
     agent = autokd.AutoDistillation(

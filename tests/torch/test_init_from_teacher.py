@@ -9,6 +9,8 @@ import math
 import pytest
 import torch
 import transformers
+from transformers import BertConfig
+
 from autokd import AutoKDError
 from autokd_torch.init_from_teacher import (
     InitFromTeacherError,
@@ -17,7 +19,6 @@ from autokd_torch.init_from_teacher import (
     select_teacher_layers,
     width_basis,
 )
-from transformers import BertConfig
 
 VOCAB = 99
 

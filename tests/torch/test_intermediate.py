@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import ThirdPartyLossPlugin, tiny_bert
 
 import autokd
 from autokd_torch import IntermediateLayersKnowledgeDistillationLoss
-from conftest import ThirdPartyLossPlugin, tiny_bert
 
 ILKD = IntermediateLayersKnowledgeDistillationLoss
 

@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
+from conftest import ThirdPartyLossPlugin
 
 import autokd
 from autokd_torch import KnowledgeDistillationLoss
 from autokd_torch.losses import kl_divergence, l1, mse, soft_cross_entropy
-from conftest import ThirdPartyLossPlugin
 
 STUDENT = [[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]
 TEACHER = [[3.0, 2.0, 1.0], [1.0, 0.0, -1.0]]

@@ -18,7 +18,9 @@ def test_matchers_start_from_the_basis_of_the_students_initialisation():
     teacher = teacher_bert()
     student = transformers_builder(
         {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2},
-        teacher=teacher, init_from_teacher={"width": "pca_embeddings"}, seed=0,
+        teacher=teacher,
+        init_from_teacher={"width": "pca_embeddings"},
+        seed=0,
     )
     report = student.autokd_init_report
     initialize = basis_matcher_initializer(torch.nn.Sequential(student))  # found on a submodule too

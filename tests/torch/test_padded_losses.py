@@ -11,12 +11,12 @@ from typing import ClassVar
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import VOCAB, bert_config, seeded
 
 import autokd
 from autokd_torch import IntermediateLayersKnowledgeDistillationLoss, KnowledgeDistillationLoss
 from autokd_torch.cache import TeacherOutputCache
 from autokd_torch.teacher import TeacherForward
-from conftest import VOCAB, bert_config, seeded
 
 LENGTHS = [3, 9, 5, 7]
 LAYER = "bert.encoder.layer.1"

@@ -8,8 +8,9 @@ import json
 import os
 
 import pytest
-from autokd.cli import run_config
 from test_backend import CONFIG
+
+from autokd.cli import run_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -9,12 +9,13 @@ import copy
 import json
 import os
 
-import autokd
-import autokd_torch
 import pytest
 import torch
 from conftest import bert_config
 from torch import nn
+
+import autokd
+import autokd_torch
 
 VOCAB_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(94)]
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")

@@ -9,6 +9,7 @@ import os
 
 import pytest
 import torch
+from conftest import VOCAB, TokenDataset, bert_config, seeded
 
 import autokd
 from autokd import _trial
@@ -16,7 +17,6 @@ from autokd_torch import FlashDistillationTrainFunc, IntermediateLayersKnowledge
 from autokd_torch.cache import TeacherOutputCache
 from autokd_torch.data import make_dataloader, split_batch
 from autokd_torch.teacher import TeacherForward
-from conftest import VOCAB, TokenDataset, bert_config, seeded
 
 LAYER = "bert.encoder.layer.{}"
 ATTENTION = (LAYER.format(0) + ".attention.self", "1")
@@ -569,8 +569,13 @@ def test_prefill_batches_examples_of_similar_length_and_gives_the_live_teachers_
     losses = {}
     for name, forward in (("prefilled", shared), ("live", TeacherForward(teacher, logits=True))):
         train_func = RecordingTrainFunc(
-            search_config(), None if name == "prefilled" else teacher, data, data_collator=pad_to_longest,
-            seed=0, show_progress=False, teacher_forward=forward,
+            search_config(),
+            None if name == "prefilled" else teacher,
+            data,
+            data_collator=pad_to_longest,
+            seed=0,
+            show_progress=False,
+            teacher_forward=forward,
         )
         extras = in_trial(train_func, copy.deepcopy(student))
         losses[name] = [x for stage in train_func.losses() for x in stage]

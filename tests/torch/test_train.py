@@ -7,11 +7,11 @@ import logging
 
 import pytest
 import torch
+from conftest import MaskedLMDataset, bert_config, mobilebert_config, seed_style_config, seeded
 
 import autokd
 from autokd_torch import FlashDistillationTrainFunc
 from autokd_torch.teacher import TeacherForward, TeacherOutputs
-from conftest import MaskedLMDataset, bert_config, mobilebert_config, seed_style_config, seeded
 
 OPTIMIZER = {"Adam": {"learning_rate": 1e-3}}
 

@@ -8,10 +8,10 @@ import json
 
 import numpy as np
 import torch
+from conftest import TokenDataset, bert_config, mobilebert_config, seeded, tiny_bert
 
 import autokd
 from autokd_torch import Distillation, KnowledgeDistillationLoss, Trainer
-from conftest import TokenDataset, bert_config, mobilebert_config, seeded, tiny_bert
 
 
 def training_args(tmp_path, **overrides):

@@ -8,12 +8,12 @@ import json
 
 import pytest
 import torch
+from conftest import TokenDataset, tiny_bert
 from transformers import BertForSequenceClassification, TrainerCallback, TrainingArguments
 
 import autokd
 from autokd.config import LRSchedulerConfig
 from autokd_torch import Trainer
-from conftest import TokenDataset, tiny_bert
 
 CONFIG = {
     "search": {

@@ -91,7 +91,9 @@ def _run(args) -> int:
 
     log.info("loading the teacher and the chatterbot utterances")
     train, held_out = task.datasets()
-    log.info("data: %d train / %d held-out utterances in %d topics", len(train), len(held_out), len(train.utterances.topics))
+    log.info(
+        "data: %d train / %d held-out utterances in %d topics", len(train), len(held_out), len(train.utterances.topics)
+    )
     task.teacher_embeddings()
 
     agent = autokd.AutoDistillation(lambda arch: task.build_student(arch, seed=search.seed or 0), config)
@@ -106,7 +108,9 @@ def _run(args) -> int:
     # the chosen student: its final distillation if the config has one, else its
     # full-budget search evaluation (lower rungs of a multi-fidelity search are screening)
     chosen = [
-        r for r in agent.search_result if r.ok and r.arch == agent.best_model_arch and (r.full_budget or r.phase == "final")
+        r
+        for r in agent.search_result
+        if r.ok and r.arch == agent.best_model_arch and (r.full_budget or r.phase == "final")
     ]
     best = max(chosen, key=lambda r: (r.phase == "final", r.trial), default=None)
     full = [r for r in agent.search_result if r.full_budget]
@@ -127,7 +131,12 @@ def _run(args) -> int:
     teacher_row["latency"], student_row["latency"] = _side_by_side_latency(
         agent, [task.load_teacher(), task.load_student(best_dir)]
     )
-    table = comparison_table([("teacher all-MiniLM-L6-v2", teacher_row), (f"student (trial {best.trial}{', final' if best.phase == 'final' else ''})", student_row)])
+    table = comparison_table(
+        [
+            ("teacher all-MiniLM-L6-v2", teacher_row),
+            (f"student (trial {best.trial}{', final' if best.phase == 'final' else ''})", student_row),
+        ]
+    )
     print()
     print(f"best arch: {best.arch}")
     note = (
@@ -139,9 +148,11 @@ def _run(args) -> int:
     with open(os.path.join(out, "comparison.md"), "w", encoding="utf-8") as fh:
         fh.write(f"{table}\n\n{note}\n")
     screened = len({r.candidate_number for r in agent.search_result if r.phase == "search"})
-    print(f"\n{screened} candidates, {len(full)} trained to the full budget, {len(agent.search_result)} evaluations "
-          f"in {time.perf_counter() - started:.0f} s; results in {out} "
-          f"(trials.jsonl, summary.json, report/pareto.png, report/index.html, best/)")
+    print(
+        f"\n{screened} candidates, {len(full)} trained to the full budget, {len(agent.search_result)} evaluations "
+        f"in {time.perf_counter() - started:.0f} s; results in {out} "
+        f"(trials.jsonl, summary.json, report/pareto.png, report/index.html, best/)"
+    )
     return 0
 
 
@@ -174,7 +185,11 @@ def _teacher_metrics(agent, task) -> dict:
     ctx = autokd.EvalContext(
         example_inputs=agent.example_inputs, options=agent.config.evaluation.options_for("params"), framework="pytorch"
     )
-    row = {"fidelity": 1.0, "general_fidelity": 1.0, "params": autokd.registry().evaluators.get("params", "pytorch")(teacher, ctx)}
+    row = {
+        "fidelity": 1.0,
+        "general_fidelity": 1.0,
+        "params": autokd.registry().evaluators.get("params", "pytorch")(teacher, ctx),
+    }
     train_emb, held_emb = task.teacher_embeddings()
     row["probe_accuracy"] = task.probe_accuracy(train_emb, held_emb)
     return row

@@ -29,7 +29,9 @@ def corpus_dir() -> str:
         )
     path = os.path.join(list(spec.submodule_search_locations)[0], "data", "english")
     if not os.path.isdir(path):
-        raise MissingAssetError(f"chatterbot-corpus is installed but has no {path}: reinstall it (pip install --force-reinstall chatterbot-corpus)")
+        raise MissingAssetError(
+            f"chatterbot-corpus is installed but has no {path}: reinstall it (pip install --force-reinstall chatterbot-corpus)"
+        )
     return path
 
 

@@ -65,7 +65,9 @@ class SentenceEncoder(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         # kwargs: e.g. output_attentions, asked for when attention maps are distilled
-        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs)[0]
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs)[
+            0
+        ]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return self.projection(pooled)
@@ -201,9 +203,10 @@ def build_student(arch: Mapping[str, Any], seed: int = 0) -> SentenceEncoder:
     teacher (autokd-torch's ``init_from_teacher``: uniform layers, the PCA basis of the
     teacher's hidden states on training utterances, heads and neurons by weight norm), and a
     projection to 384 started from the same basis."""
+    from transformers import BertModel
+
     from autokd_torch import transformers_builder
     from autokd_torch.init_from_teacher import feature_matcher_init
-    from transformers import BertModel
 
     teacher = load_teacher()
     bert = transformers_builder(
@@ -246,6 +249,7 @@ def expand_stages(config: Config, arch: Mapping[str, Any]) -> dict:
     (template,) = config.auto_distillation.flash_stages()
     blocks, mappings, types, weights, dropped = [], [], [], [], []
     for i, t in enumerate(layers):
+
         def fill(text: str) -> str:
             return text.replace("{i}", str(i)).replace("{t}", str(t))
 
@@ -340,7 +344,9 @@ class TrainFunc:
         from autokd_torch import FlashDistillationTrainFunc
 
         arch = {k: getattr(student.config, k) for k in self.config.search.search_space}
-        stages = load_config({"auto_distillation": expand_stages(self.config, arch), "train": _train_section(self.config)})
+        stages = load_config(
+            {"auto_distillation": expand_stages(self.config, arch), "train": _train_section(self.config)}
+        )
         train, _ = datasets()
         return FlashDistillationTrainFunc(
             stages,
@@ -378,7 +384,10 @@ class EvalFunc:
         probe = probe_accuracy(embed(student, train), student_held)
         general = fidelity(student, general_texts(), teacher_general_embeddings())
         if self.output_dir is not None:
-            arch = {k: getattr(student.config, k) for k in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")}
+            arch = {
+                k: getattr(student.config, k)
+                for k in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
+            }
             save_student(student, student_dir(self.output_dir, arch))
         return {"fidelity": held_fidelity, "probe_accuracy": probe, "general_fidelity": general}
 
@@ -419,26 +428,42 @@ def save_student(student: SentenceEncoder, path: str) -> None:
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
     ]
-    _write_json(os.path.join(path, "1_Pooling", "config.json"), {
-        "word_embedding_dimension": hidden,
-        "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": True,
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-    })
+    _write_json(
+        os.path.join(path, "1_Pooling", "config.json"),
+        {
+            "word_embedding_dimension": hidden,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        },
+    )
     if isinstance(student.projection, nn.Linear):
         modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
-        _write_json(os.path.join(path, "2_Dense", "config.json"), {
-            "in_features": hidden,
-            "out_features": student.projection.out_features,
-            "bias": True,
-            "activation_function": "torch.nn.modules.linear.Identity",
-        })
+        _write_json(
+            os.path.join(path, "2_Dense", "config.json"),
+            {
+                "in_features": hidden,
+                "out_features": student.projection.out_features,
+                "bias": True,
+                "activation_function": "torch.nn.modules.linear.Identity",
+            },
+        )
         save_file(
-            {"linear.weight": student.projection.weight.detach().contiguous(), "linear.bias": student.projection.bias.detach().contiguous()},
+            {
+                "linear.weight": student.projection.weight.detach().contiguous(),
+                "linear.bias": student.projection.bias.detach().contiguous(),
+            },
             os.path.join(path, "2_Dense", "model.safetensors"),
         )
-    modules.append({"idx": len(modules), "name": str(len(modules)), "path": f"{len(modules)}_Normalize", "type": "sentence_transformers.models.Normalize"})
+    modules.append(
+        {
+            "idx": len(modules),
+            "name": str(len(modules)),
+            "path": f"{len(modules)}_Normalize",
+            "type": "sentence_transformers.models.Normalize",
+        }
+    )
     os.makedirs(os.path.join(path, modules[-1]["path"]), exist_ok=True)
     _write_json(os.path.join(path, "modules.json"), modules)
     _write_json(os.path.join(path, "sentence_bert_config.json"), {"max_seq_length": MAX_LENGTH, "do_lower_case": False})

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import attrs
+
 from autokd import ConfigError
 
 __all__ = ["CallInputs", "TensorOps", "resolve_inputs", "map_leaves", "DEFAULT_SEQ_LEN", "INPUT_SEED"]

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
+
 from autokd import ConfigError
 
 __all__ = ["OPTIONS", "Option", "validate_options"]

@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import tensorflow as tf
-from autokd import AutoKDError, ConfigError
 from tensorflow.python.framework import ops as tf_ops
+
+from autokd import AutoKDError, ConfigError
 
 from ._inputs import CallInputs
 from ._timing import measure_adaptive

@@ -10,8 +10,9 @@ from typing import Any
 
 import attrs
 import torch
-from autokd import AutoKDError
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_flop_count
+
+from autokd import AutoKDError
 
 from ._inputs import CallInputs, map_leaves
 from ._timing import measure_adaptive

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
+
 from autokd import AutoKDError, EvalContext
 
 from ._detect import detect_framework

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from autokd import AutoKDError
 
 from .export import ExportResult, split_inputs

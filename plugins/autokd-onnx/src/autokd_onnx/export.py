@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+
 from autokd import AutoKDError, ConfigError
 
 __all__ = ["OPSET", "TOLERANCE", "ExportResult", "check_available", "export_model", "export_student", "quantize_int8"]

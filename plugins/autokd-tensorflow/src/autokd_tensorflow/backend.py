@@ -21,6 +21,7 @@ backend); the work happens in :meth:`TensorFlowBackend.search_functions`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from autokd import ConfigError, SearchFunctions
 

@@ -106,8 +106,14 @@ def build_transformers_model(
             "model.builder_options.base_config: the transformers builder needs the student's base config "
             "(a config object, a dict with model_type, or a config.json / model folder path)"
         )
-    config = apply_arch(resolve_config(base_config, "model.builder_options.base_config"), {**config_overrides, **arch_params})
-    cls = resolve_model_cls(model_cls, "model.builder_options.model_cls") if model_cls is not None else _default_cls(config)
+    config = apply_arch(
+        resolve_config(base_config, "model.builder_options.base_config"), {**config_overrides, **arch_params}
+    )
+    cls = (
+        resolve_model_cls(model_cls, "model.builder_options.model_cls")
+        if model_cls is not None
+        else _default_cls(config)
+    )
     if cls is None:
         raise ConfigError(
             "model.builder_options.model_cls: not given and the base config names no TF architecture; "

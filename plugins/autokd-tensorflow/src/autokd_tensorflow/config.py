@@ -118,7 +118,9 @@ class AutoDistillationConfig:
         metrics = [m if isinstance(m, Metric) else Metric(m) if isinstance(m, str) else m for m in self.metrics]
         for i, m in enumerate(metrics):
             if not isinstance(m, Metric):
-                raise ConfigError(f"metrics[{i}]: expected metrics.Metric(name, greater_is_better) or a name, got {m!r}")
+                raise ConfigError(
+                    f"metrics[{i}]: expected metrics.Metric(name, greater_is_better) or a name, got {m!r}"
+                )
         names = [m.name for m in metrics]
         if all(m.greater_is_better is None for m in metrics):
             return names, None  # the core resolves known directions and reports unknown ones
@@ -137,8 +139,10 @@ class AutoDistillationConfig:
         """The whole document in the core's layout (``model.framework: tensorflow``)."""
         names, directions = self._metric_fields()
         search: dict[str, Any] = {
-            "search_space": {k: _plain(list(v)) if isinstance(v, Sequence) and not isinstance(v, str) else v
-                             for k, v in dict(self.search_space).items()},
+            "search_space": {
+                k: _plain(list(v)) if isinstance(v, Sequence) and not isinstance(v, str) else v
+                for k, v in dict(self.search_space).items()
+            },
             "search_algorithm": self.search_algorithm,
             "max_trials": self.max_trials,
             "seed": self.seed,

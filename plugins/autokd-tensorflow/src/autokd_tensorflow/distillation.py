@@ -25,7 +25,7 @@ import logging
 import math
 import re
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("autokd.tensorflow")
+
 
 @attrs.define
 class StageResult:

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 from autokd import ConfigError, EvalContext
 
-from .engine import agree
 from .data import call_model, logits_of, make_dataloader, split_batch, to_device, unwrap
+from .engine import agree
 
 __all__ = ["evaluate", "EvalFunc", "eval_loss_evaluator", "accuracy_evaluator"]
 

@@ -94,8 +94,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from autokd import AutoKDError
 from torch import nn
+
+from autokd import AutoKDError
 
 __all__ = [
     "HEAD_SCORES",
@@ -294,7 +295,9 @@ def width_basis(teacher: nn.Module, dim: int, kind: str = "pca_embeddings", data
                 f"{teacher_dim}: compute it with hidden_state_gram() on this teacher"
             )
         gram = states.gram
-        source = f"teacher hidden states on {states.source} ({states.n_states} layer outputs x {states.n_tokens} tokens)"
+        source = (
+            f"teacher hidden states on {states.source} ({states.n_states} layer outputs x {states.n_tokens} tokens)"
+        )
     else:
         gram = word_gram
         source = f"teacher word embeddings ({words.shape[0]} rows)"
