@@ -78,11 +78,16 @@ def test_max_trials_and_resume(project):
 
 
 def test_seed_override_changes_proposals(project):
+    def archs(out):
+        return [json.loads(x)["arch"] for x in (project / out / "trials.jsonl").read_text().splitlines()]
+
     autokd("run", "search.yaml", "--output-dir", "a", "--seed", "5", "--no-progress", cwd=project)
     autokd("run", "search.yaml", "--output-dir", "b", "--seed", "5", "--no-progress", cwd=project)
-    a = (project / "a" / "trials.jsonl").read_text().splitlines()
-    b = (project / "b" / "trials.jsonl").read_text().splitlines()
-    assert [json.loads(x)["arch"] for x in a] == [json.loads(x)["arch"] for x in b]
+    autokd("run", "search.yaml", "--output-dir", "c", "--no-progress", cwd=project)  # the config's seed 1
+    assert archs("a") == archs("b")  # the same seed, the same proposals
+    assert archs("a") != archs("c")  # --seed 5 is not the config's seed 1
+    assert json.loads((project / "a" / "summary.json").read_text())["seed"] == 5
+    assert json.loads((project / "c" / "summary.json").read_text())["seed"] == 1
 
 
 def test_bad_config_exits_2_naming_each_field(project):

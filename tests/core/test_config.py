@@ -63,8 +63,31 @@ def test_seed_single_distillation_yamls(name):
     cfg = load_config(CONFIGS / name)
     assert cfg.auto_distillation is None
     assert cfg.distillation.train.optimizer == {"SGD": {"learning_rate": 0.001}}
-    (criterion,) = cfg.distillation.train.criterion
-    assert criterion in ("IntermediateLayersKnowledgeDistillationLoss", "KnowledgeDistillationLoss")
+    expected = {
+        "flash_distillation.yaml": {
+            "IntermediateLayersKnowledgeDistillationLoss": {
+                "layer_mappings_for_knowledge_transfer": [
+                    ["mobilebert.encoder.layer.0.attention.self", "1", "bert.encoder.layer.0.attention.self", "1"],
+                    ["mobilebert.encoder.layer.0.output", "bert.encoder.layer.0.output"],
+                ],
+                "loss_types": ["KL", "MSE"],
+                "loss_weights": [0.5, 0.5],
+                "add_origin_loss": False,
+            }
+        },
+        "regular_distillation.yaml": {
+            "IntermediateLayersKnowledgeDistillationLoss": {
+                "layer_mappings_for_knowledge_transfer": [["mobilebert.output", "bert.output"]],
+                "loss_types": ["KL"],
+                "loss_weights": [1],
+                "add_origin_loss": True,
+            }
+        },
+        "kd_distillation.yaml": {
+            "KnowledgeDistillationLoss": {"temperature": 1.0, "loss_types": ["CE", "CE"], "loss_weights": [0.5, 0.5]}
+        },
+    }
+    assert cfg.distillation.train.criterion == expected[name]  # the arguments as the seed's YAML gives them
 
 
 def test_seed_trainer_dict_with_24_blocks():

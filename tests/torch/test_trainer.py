@@ -35,6 +35,15 @@ def compute_metrics(prediction):
     return {"accuracy": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
 
 
+given = []  # what recording_compute_metrics returned, call by call
+
+
+def recording_compute_metrics(prediction):
+    metrics = compute_metrics(prediction)
+    given.append(metrics["accuracy"])
+    return metrics
+
+
 def read_trials(path):
     with open(path) as fh:
         return [json.loads(line) for line in fh]
@@ -91,8 +100,9 @@ def test_oob_mode_searches_mobilebert_students_of_a_bert_teacher(tmp_path):
         args=training_args(tmp_path),
         train_dataset=TokenDataset(32, seed=1),
         eval_dataset=TokenDataset(16, seed=2),
-        compute_metrics=compute_metrics,
+        compute_metrics=recording_compute_metrics,
     )
+    given.clear()
     trainer.autodistillation_config = oob_config()
     best = trainer.autodistillation(teacher)
 
@@ -120,7 +130,8 @@ def test_oob_mode_searches_mobilebert_students_of_a_bert_teacher(tmp_path):
     assert best == ranked[0]["arch"]
     summary = json.loads((tmp_path / "search" / "summary.json").read_text())
     assert summary["trials"] == 3 and summary["best_model_arch"] == best
-    # the accuracy is the one compute_metrics gives for the trained student
+    # the accuracy of each trial is the one the Trainer's compute_metrics gave for its student
+    assert [t["metrics"]["accuracy"] for t in trials] == given[: len(trials)]
     assert agent.example_inputs["input_ids"].shape == (8, 8) and "labels" not in agent.example_inputs
 
 
@@ -217,8 +228,14 @@ def test_advanced_mode_uses_the_users_functions(tmp_path):
     assert card_teacher == returned[-1]
     assert trials[0]["metrics"]["params"] < trials[1]["metrics"]["params"]
     assert best in built
-    front = trainer.autodistillation_agent.pareto_front
-    assert {f.trial for f in front} <= {0, 1} and front
+
+    # accuracy up, params down: the front is every trial no other one dominates
+    def dominates(a, b):
+        (acc_a, p_a), (acc_b, p_b) = ((t["metrics"]["accuracy"], t["metrics"]["params"]) for t in (a, b))
+        return acc_a >= acc_b and p_a <= p_b and (acc_a, p_a) != (acc_b, p_b)
+
+    expected = {t["trial"] for t in trials if not any(dominates(u, t) for u in trials)}
+    assert {f.trial for f in trainer.autodistillation_agent.pareto_front} == expected
 
 
 class ExampleInputsEvaluatorPlugin:
