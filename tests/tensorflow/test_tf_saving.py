@@ -51,7 +51,7 @@ def test_keras_student_saved_and_reloaded(tmp_path, tf):
     agent = search(tmp_path, build, evaluate)
     best = tmp_path / "out" / "best"
     assert sorted(os.listdir(best)) == ["README.md", "metrics.json", "model.keras"]
-    trained = agent._kept_models[agent.summary()["best_trial"]]
+    trained = agent.trained_model(agent.summary()["best_trial"])
     reloaded = tf_keras.models.load_model(best / "model.keras")
     np.testing.assert_allclose(reloaded(x).numpy(), trained(x).numpy(), atol=1e-6)
     info = json.loads((best / "metrics.json").read_text())
@@ -78,7 +78,7 @@ def test_transformers_tf_student_saved_with_save_pretrained(tmp_path, tf):
     agent = search(tmp_path, build, evaluate)
     best = tmp_path / "out" / "best"
     assert {"config.json", "tf_model.h5"} <= set(os.listdir(best))
-    trained = agent._kept_models[agent.summary()["best_trial"]]
+    trained = agent.trained_model(agent.summary()["best_trial"])
     reloaded = TFBertForSequenceClassification.from_pretrained(best)
     np.testing.assert_allclose(reloaded(input_ids=ids).logits.numpy(), trained(input_ids=ids).logits.numpy(), atol=1e-5)
     assert json.loads((best / "metrics.json").read_text())["weights"]["format"] == "transformers (TensorFlow)"

@@ -77,10 +77,11 @@ def test_train_func_then_eval_func_as_in_torchs_autodistillation(bert_teacher, t
     optimizer = TFOptimization(model=bert_teacher, args=args)
     config = AutoDistillationConfig(search_space={"hidden_size": [16]}, search_algorithm="grid", max_trials=1)
     optimizer.autodistill(config, bert_teacher, None, "TFBertForSequenceClassification", train, evaluate)
-    assert calls == ["train", "eval"]
+    # train then eval for the trial; then eval once more, of the teacher, for the saved student's card
+    assert calls == ["train", "eval", "eval"]
     calls.clear()
     args.output_dir = str(tmp_path / "design")  # the design's order, by keyword
     optimizer.autodistill(
         config, bert_teacher, model_cls="TFBertForSequenceClassification", eval_func=evaluate, train_func=train
     )
-    assert calls == ["train", "eval"]
+    assert calls == ["train", "eval", "eval"]

@@ -54,6 +54,11 @@ def build_optimizer(
             raise ConfigError(
                 f"{field}.{name}.{key}: unknown argument of {canonical}; it takes learning_rate, {', '.join(accepted)}"
             )
+    if canonical == "Adafactor" and "lr" in kwargs:
+        # as transformers' Trainer does for optim="adafactor": a given learning rate
+        # replaces Adafactor's relative step sizes
+        kwargs.setdefault("relative_step", False)
+        kwargs.setdefault("scale_parameter", False)
     params = [p for p in parameters if p.requires_grad]
     if not params:
         raise ConfigError(f"{field}: there are no trainable parameters to optimise")

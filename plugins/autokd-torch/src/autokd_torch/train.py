@@ -251,6 +251,18 @@ class FlashDistillationTrainFunc:
             distillers.append(distiller)
         return distillers
 
+    def __getstate__(self) -> dict:
+        # Sent to executor workers (``processes``, ``ray``): the students' progress stays
+        # with the process that trained them (a weak dictionary cannot be pickled; a
+        # candidate's later rungs go to the worker that holds it).
+        state = dict(self.__dict__)
+        state["_progress"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._progress = weakref.WeakKeyDictionary()
+
     def __call__(self, model: nn.Module, budget: float | Sequence[float] | None = None) -> nn.Module:
         stages = self.stages
         fractions = None if budget is None else stage_fractions(budget, len(stages))
