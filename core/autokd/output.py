@@ -178,15 +178,8 @@ def evaluate_function(agent) -> Callable[..., dict]:
     return), outside any trial."""
 
     def evaluate(model: Any, hardware: bool = False) -> dict:
-        metrics = agent.eval_func(model)
-        if isinstance(metrics, int | float) and not isinstance(metrics, bool):
-            metrics = {agent.objectives[0].name: float(metrics)}
-        metrics = dict(metrics)
-        if hardware:
-            for name in [o.name for o in agent.objectives] + list(agent.config.evaluation.record):
-                if name not in metrics:
-                    metrics[name] = agent._evaluate_with_plugin(name, model, metrics)
-        return _plain(metrics)
+        runner = agent.runner if agent.runner is not None else agent._make_runner()
+        return _plain(runner.evaluate(model, hardware=hardware))
 
     return evaluate
 

@@ -215,16 +215,22 @@ class TrialRunner:
             trained = call_with_budget(self.train_func, model, budget)
         if trained is not None:
             model = trained
+        return model, self.evaluate(model)
+
+    def evaluate(self, model: Any, hardware: bool = True) -> dict:
+        """``eval_func(model)`` as a dict, and (``hardware``) the registered evaluators of
+        the objectives and recorded metrics it did not return."""
         metrics = self.eval_func(model)
         if isinstance(metrics, int | float) and not isinstance(metrics, bool):
             metrics = {self.objectives[0].name: float(metrics)}
         if not isinstance(metrics, Mapping):
             raise AutoKDError(f"eval_func must return a dict of metrics or a number, got {type(metrics).__name__}")
         metrics = dict(metrics)
-        for name in dict.fromkeys([o.name for o in self.objectives] + self.record):
-            if name not in metrics:
-                metrics[name] = self._evaluate_with_plugin(name, model, metrics)
-        return model, metrics
+        if hardware:
+            for name in dict.fromkeys([o.name for o in self.objectives] + self.record):
+                if name not in metrics:
+                    metrics[name] = self._evaluate_with_plugin(name, model, metrics)
+        return metrics
 
     def _evaluate_with_plugin(self, name: str, model: Any, returned: Mapping) -> float:
         from .plugins import registry

@@ -203,3 +203,19 @@ def test_budgets_and_final_phase_choose_what_is_saved():
         (3, "best"),
         (1, os.path.join("front", "trial-1")),
     ]
+
+
+def test_the_teachers_hardware_metrics_come_from_the_registered_evaluators(tmp_path):
+    class Latency:
+        @autokd.hookimpl
+        def register_evaluators(self, register):
+            register("latency", lambda model, ctx: 50.0 if model.get("teacher") else 1.0)
+
+    plugins.add_plugin(Latency(), "latency-plugin")
+    # eval_func gives accuracy only: latency comes from the evaluator, for the trials and
+    # for the teacher the model card compares with
+    teacher = {"teacher": True, "arch": {}}
+    agent = run(tmp_path, DictBackend(), teacher=teacher, metrics=lambda arch: {"accuracy": 0.5})
+    info = json.loads((tmp_path / "out" / "best" / "metrics.json").read_text())
+    assert info["teacher_metrics"] == {"accuracy": 0.5, "latency": 50.0}
+    assert agent.search_result[0].metrics == {"accuracy": 0.5, "latency": 1.0}
