@@ -61,7 +61,7 @@ def test_best_student_exported_checked_and_quantized(tmp_path):
     onnx.checker.check_model(str(best / "model.onnx"))
 
     # our own check on a batch of another size and length: the axes are dynamic
-    student = agent._kept_models[agent.summary()["best_trial"]]
+    student = agent.trained_model(agent.summary()["best_trial"])
     other = token_batch(rows=2, seq=5, seed=3)
     session = autokd_onnx.make_session(str(best / "model.onnx"))
     got = session.run(None, {k: v.numpy() for k, v in other.items()})[0]

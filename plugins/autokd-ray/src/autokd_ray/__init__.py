@@ -3,6 +3,8 @@ machine or on a Ray cluster (``search.executor: {name: ray, address: auto}``).""
 
 from __future__ import annotations
 
+__version__ = "0.1.0"
+
 from .executor import RayExecutor, ray_executor
 
-__all__ = ["RayExecutor", "ray_executor"]
+__all__ = ["RayExecutor", "__version__", "ray_executor"]
