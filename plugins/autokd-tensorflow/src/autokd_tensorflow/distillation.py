@@ -481,23 +481,8 @@ def distill(
         teacher-output cache) shared by the trials of a search; its record of this call
         goes to the trial's ``extras.teacher_cache``.
     """
-    if teacher_forward is None:
-        return _distill(
-            student,
-            teacher,
-            flash_stages,
-            regular_stages,
-            train_data,
-            optimizer,
-            batch_size,
-            learning_rate,
-            run_eagerly,
-            budget,
-            callbacks,
-            settings,
-            None,
-        )
-    teacher_forward.prepare(train_data)
+    if teacher_forward is not None:
+        teacher_forward.prepare(train_data)
     try:
         return _distill(
             student,
@@ -515,7 +500,8 @@ def distill(
             teacher_forward,
         )
     finally:
-        record_extra("teacher_cache", teacher_forward.finish())
+        if teacher_forward is not None:
+            record_extra("teacher_cache", teacher_forward.finish())
 
 
 def _distill(
