@@ -208,12 +208,23 @@ def save_outputs(agent, kept_models: Mapping[int, Any]) -> list[str]:
     teacher = getattr(agent, "teacher", None)
     teacher_metrics = getattr(agent, "teacher_metrics", None)
     if teacher_metrics is None and teacher is not None and evaluate is not None:
+        # Every process measures (a backend's evaluation may be collective), ...
         try:
             teacher_metrics = evaluate(teacher, hardware=True)
         except Exception as exc:  # the card says the teacher was not measured
             log.warning(
                 "output: measuring the teacher failed (%s: %s); the model card omits it", type(exc).__name__, exc
             )
+    from .results import is_main_process, main_process_alone
+
+    if not is_main_process():  # ... and only the main one writes files.
+        return []
+    with main_process_alone():
+        return _save(agent, kept_models, chosen, backend, evaluate, teacher, teacher_metrics)
+
+
+def _save(agent, kept_models, chosen, backend, evaluate, teacher, teacher_metrics) -> list[str]:
+    output: OutputConfig = agent.config.output
     context = SaveContext(
         config=agent.config,
         output_dir=agent.output_dir,

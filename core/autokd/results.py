@@ -10,13 +10,14 @@ unpickles: records are JSON.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import glob
 import json
 import logging
 import numbers
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -226,6 +227,26 @@ def is_main_process() -> bool:
     ``torchrun`` / ``accelerate launch`` (which set ``RANK``); the others train their share
     and read."""
     return os.environ.get("RANK", "0").strip() in ("", "0")
+
+
+_MAIN_ALONE = contextvars.ContextVar("autokd_main_alone", default=False)
+
+
+@contextlib.contextmanager
+def main_process_alone() -> Iterator[None]:
+    """Mark work that only the main process does (saving and exporting the students):
+    backends skip their collective steps inside it (e.g. autokd-torch's metric broadcast),
+    since the other processes are not there to take part."""
+    token = _MAIN_ALONE.set(True)
+    try:
+        yield
+    finally:
+        _MAIN_ALONE.reset(token)
+
+
+def main_process_is_alone() -> bool:
+    """True inside :func:`main_process_alone`."""
+    return _MAIN_ALONE.get()
 
 
 class ResultStore:

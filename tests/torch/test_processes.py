@@ -88,6 +88,9 @@ def test_two_processes_record_the_trials_of_one_once(tmp_path):
     assert [t["arch"] for t in two] == [t["arch"] for t in one]
     assert len({json.dumps(t["arch"], sort_keys=True) for t in two}) == 3
     assert [t["status"] for t in two] == ["ok"] * 3
+    # the best student is saved once, by the main process, with the trial's metrics
+    saved = json.loads((tmp_path / "two" / "best" / "metrics.json").read_text())
+    assert saved["weights"] is not None and saved["trial"] in [t["trial"] for t in two]
     assert [t["extras"]["train"]["num_processes"] for t in one] == [1] * 3
     assert [t["extras"]["train"]["num_processes"] for t in two] == [2] * 3
     # each process trained on 4 of every 8 examples, 2 micro-batches per step

@@ -81,8 +81,9 @@ def agree(value: Any) -> Any:
     """``value`` as the main process has it, in every process (e.g. a trial's metrics)."""
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
+    from autokd.results import main_process_is_alone
 
-    if PartialState().num_processes == 1:
+    if main_process_is_alone() or PartialState().num_processes == 1:
         return value
     box = [value]
     broadcast_object_list(box, from_process=0)
