@@ -340,7 +340,7 @@ def token_dims(full_shape: Sequence[int], short_shape: Sequence[int], seq_len: i
 def is_single_mapping(item: Any) -> bool:
     """A single layer mapping (a list of names and processes, or a ``LayerMapping``),
     as opposed to a group of them."""
-    from .config import LayerMapping
+    from .config.schema import LayerMapping
 
     return isinstance(item, LayerMapping) or (
         isinstance(item, Sequence)
@@ -363,7 +363,7 @@ def normalize_layer_mappings(
     flash-distillation config (a list of groups, with one list of types / weights per
     group). Defaults: ``MSE`` and equal weights summing to 1. Errors name
     ``owner.<field>`` (``owner``: the criterion or config section)."""
-    from .config import LayerMapping
+    from .config.schema import LayerMapping
 
     def field(name: str) -> str:
         return f"{owner}.{name}" if owner else name
@@ -400,4 +400,6 @@ def normalize_layer_mappings(
     return mappings, types, weights
 
 
-from ._stages import normalize_stages  # noqa: E402  (the config-section form of the rules above)
+# The config-section form of the rules above lives with the schema it reads (autokd.config
+# imports this module; autokd/__init__ imports this one first, so every name above exists).
+from .config.stages import normalize_stages  # noqa: E402

@@ -1,14 +1,15 @@
-"""Stages from a flash or regular distillation section of the config: the stage and
-layer-mapping normalisation of :mod:`autokd.distill` (re-exported there as
-:func:`autokd.distill.normalize_stages`), kept in its own module for its length."""
+"""Stages from a flash or regular distillation section of the config, whatever its
+layout: the one home of that rule (re-exported as :func:`autokd.distill.normalize_stages`
+beside the layer-mapping rules it uses)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from .config import DistillationStagesConfig, LayerMapping, Stage, _hint, _type_name
-from .distill import is_single_mapping, loss_type_problems, loss_weight_problems
+from ..distill import is_single_mapping, loss_type_problems, loss_weight_problems
+from .schema import DistillationStagesConfig, LayerMapping, Stage
+from .structuring import type_hint, type_name
 
 __all__ = ["normalize_stages"]
 
@@ -104,7 +105,7 @@ def normalize_stages(cfg: DistillationStagesConfig | None, path: str, problems: 
         if values is None:
             return [default_for(i) for i in range(n)]
         if not isinstance(values, list | tuple):
-            problems.append(f"{fpath}: expected a list, got {_type_name(values)} {values!r}{_hint(values)}")
+            problems.append(f"{fpath}: expected a list, got {type_name(values)} {values!r}{type_hint(values)}")
             return [default_for(i) for i in range(n)]
         if _is_flat(values):
             if n == 1 or groups is None:
