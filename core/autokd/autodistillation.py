@@ -25,19 +25,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._advisor_guard import describe_advisor, guarded_ask, guarded_tell, replay_tell
+from ._factories import make_advisor, make_executor
 from ._progress import NoProgress, progress_bar, short
-from .advisor import Advisor, Objective, SearchExhausted, with_budget, with_workers
+from .advisor import Advisor, Objective, SearchExhausted
 from .config import Config, load_config, to_dict
-from .errors import ConfigError, StoreError, UnknownNameError
+from .errors import ConfigError
 from .executor import Executor, TrialNumbers, TrialTask
-from .final import choose_final, final_budget
+from .final import final_budget, final_candidates
 from .front import IncrementalFront
 from .output import check_output_plugins, save_outputs, students_to_save
-from .plugins import registry
-from .results import ResultStore, TrialRecord, check_resume
+from .results import ResultStore, TrialRecord
+from .resume import refuse_recorded_trials, resumable_records
 from .runner import FatalSearchError, TrialRunner, accepts_budget, budget_refusal
 from .schedule import FidelitySchedule
 from .space import SearchSpace
+from .summary import search_summary
 
 __all__ = ["AutoDistillation"]
 
@@ -54,17 +56,34 @@ class AutoDistillation:
     """Search for the best student architecture.
 
     :param model_builder: ``model_builder(arch: dict) -> model``.
-    :param conf_fname_or_obj: a YAML path, a dict of any layout the design shows, or a
-        config object.
+    :param config: a YAML path, a dict of any layout the design shows, or a config object.
     :param framework: ``'pytorch'`` or ``'tensorflow'``; overrides ``model.framework``.
+    :param train_func: ``train_func(model) -> model`` (with ``search.fidelity`` or
+        ``final_distillation``: ``train_func(model, budget)``); None: a backend's built-in.
+    :param eval_func: ``eval_func(model) -> dict`` of metrics; None: registered evaluators.
+    :param example_inputs: a batch the model can be called with (for evaluators such as
+        ``latency``).
+    :param eval_data: the evaluation data handed to evaluators.
+    :param show_progress: a progress bar over the trials.
 
-    With user ``train_func`` and ``eval_func`` no backend plugin is needed. With
-    ``search.fidelity`` (or ``final_distillation``) the train function takes the budget:
-    ``train_func(model, budget)``.
+    Each is also an attribute, settable after construction as the design does
+    (``agent.train_func = train_func``). With user ``train_func`` and ``eval_func`` no
+    backend plugin is needed.
     """
 
-    def __init__(self, model_builder: Callable | None, conf_fname_or_obj: Any, framework: str | None = None):
-        self.config: Config = load_config(conf_fname_or_obj, framework)
+    def __init__(
+        self,
+        model_builder: Callable | None,
+        config: Any,
+        *,
+        framework: str | None = None,
+        train_func: Callable | None = None,
+        eval_func: Callable | None = None,
+        example_inputs: Any = None,
+        eval_data: Any = None,
+        show_progress: bool = True,
+    ):
+        self.config: Config = load_config(config, framework)
         if self.config.auto_distillation is None:
             raise ConfigError(
                 "auto_distillation: missing: a search needs an auto_distillation.search section", self.config.source
@@ -74,7 +93,7 @@ class AutoDistillation:
         self.search_space = SearchSpace(search.search_space)
         self.model_builder = model_builder
         self._train_func: Callable | None = None
-        self.eval_func: Callable | None = None
+        self.eval_func: Callable | None = eval_func
         self.objectives: list[Objective] = search.objectives()
         self.constraints = search.parsed_constraints()
         self.max_trials = search.max_trials
@@ -84,10 +103,10 @@ class AutoDistillation:
         self.search_result: list[TrialRecord] = []
         self.final_result: list[TrialRecord] = []
         self.best_model_arch: dict | None = None
-        self.example_inputs: Any = None
-        self.eval_data: Any = None
+        self.example_inputs: Any = example_inputs
+        self.eval_data: Any = eval_data
         self.output_dir: str | None = None
-        self.show_progress = True
+        self.show_progress = show_progress
         #: seconds between two writes of summary.json during the search (always written at the end)
         self.summary_interval_s = 1.0
         #: seconds between two fsyncs of trials.jsonl (every record is flushed at once; fsynced at the end)
@@ -105,6 +124,7 @@ class AutoDistillation:
         # The loop's own fallback proposals draw from their own RNG, never the global one.
         self._rng = random.Random(None if self.seed is None else self.seed + 7919)
         self._reset_state()
+        self.train_func = train_func  # checked: a budgeted search needs train_func(model, budget)
 
     def _reset_state(self) -> None:
         self._front = IncrementalFront(self.objectives, self.constraints)
@@ -165,30 +185,10 @@ class AutoDistillation:
         return self._advisor_who
 
     def _make_advisor(self) -> Advisor:
-        search = self.config.search
-        factory = registry().advisors.get(search.search_algorithm)
-        options = dict(search.advisor_options)
-        # Storage settings are part of the search section; advisors that share state use them.
-        for key in ("storage", "study_name"):
-            value = getattr(search, key)
-            if value is not None:
-                options[key] = value
-        # An advisor that plans by its number of evaluations gets max_trials, one that
-        # plans for parallel evaluations the number of trials running at once.
-        options = with_budget(factory, options, self.max_trials)
-        options = with_workers(factory, options, search.executor.max_concurrent)
-        try:
-            self._advisor_made = factory(self.search_space, self.objectives, seed=self.seed, **options)
-            return self._advisor_made
-        except ConfigError:
-            raise  # the advisor already named the field (e.g. search.storage) and the fix
-        except TypeError as exc:
-            raise ConfigError(
-                f"auto_distillation.search.advisor_options: {search.search_algorithm} rejected the options "
-                f"{sorted(options)}: {exc}"
-            ) from None
-        except ValueError as exc:
-            raise ConfigError(f"auto_distillation.search.advisor_options: {exc}") from None
+        self._advisor_made = make_advisor(
+            self.config.search, self.search_space, self.objectives, self.seed, self.max_trials
+        )
+        return self._advisor_made
 
     # --- the seed's methods -------------------------------------------------------------
     def model_arch_proposition(self, pending: Sequence[dict] = ()) -> dict | None:
@@ -237,17 +237,7 @@ class AutoDistillation:
         )
 
     def _make_executor(self, runner: TrialRunner) -> Executor:
-        cfg = self.config.search.executor
-        try:
-            factory = registry().executors.get(cfg.name)
-        except UnknownNameError as exc:
-            raise ConfigError(f"auto_distillation.search.executor.name: {exc}", self.config.source) from None
-        try:
-            return factory(runner, max_concurrent=cfg.max_concurrent, **cfg.options)
-        except ConfigError:
-            raise  # the executor already named the field (e.g. search.executor.devices_per_trial) and the fix
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"auto_distillation.search.executor: {cfg.name}: {exc}", self.config.source) from None
+        return make_executor(self.config.search.executor, runner, self.config.source)
 
     # --- results ------------------------------------------------------------------------
     @property
@@ -264,31 +254,25 @@ class AutoDistillation:
         return best, feasible
 
     def summary(self) -> dict:
+        """What ``summary.json`` holds (:func:`autokd.summary.search_summary`)."""
         best, feasible = self._best()
         if self._config_dict is None:
             self._config_dict = to_dict(self.config)
-        summary = {
-            "objectives": [{"name": o.name, "higher_is_better": o.higher_is_better} for o in self.objectives],
-            "constraints": [str(c) for c in self.constraints],
-            "search_algorithm": self.config.search.search_algorithm,
-            "search_space": self.search_space.to_dict(),
-            "seed": self.seed,
-            "trials": len(self.search_result),
-            "failed": self._failed,
-            "pareto_front": [r.to_json() for r in self.pareto_front],
-            "best_trial": None if best is None else best.trial,
-            "best_model_arch": None if best is None else best.arch,
-            "best_metrics": None if best is None else best.metrics,
-            "best_meets_constraints": feasible,
-            "config": self._config_dict,
-        }
-        if self.fidelity is not None:
-            summary["candidates"] = len(self._candidates)
-            summary["rung_budgets"] = list(self._schedule.budgets) if self._schedule else None
-        if self.final_distillation is not None:
-            summary["best_phase"] = None if best is None else best.phase
-            summary["final"] = [r.to_json() for r in self.final_result]
-        return summary
+        return search_summary(
+            self._config_dict,
+            self.config.search.search_algorithm,
+            self.objectives,
+            self.constraints,
+            self.search_space,
+            self.seed,
+            self.search_result,
+            self.pareto_front,
+            best,
+            feasible,
+            failed=self._failed,
+            fidelity=None if self.fidelity is None else (len(self._candidates), self._schedule),
+            final_result=None if self.final_distillation is None else self.final_result,
+        )
 
     # --- the loop -----------------------------------------------------------------------
     def search_loop(self, output_dir: str | os.PathLike | None = None, resume: bool = False) -> dict | None:
@@ -321,16 +305,9 @@ class AutoDistillation:
         self.executor = None
         self.search_result, self.final_result = [], []
         if resume:
-            records = store.load(repair=True)
-            check_resume(records, store.read_summary(), self.search_space, self.objectives, store.output_dir)
-            self._replay(records)
-        elif store.holds_results():
-            what = store.trials_path if store.exists() else store.summary_path
-            raise StoreError(
-                f"{what} already holds trials: resume them with resume=True "
-                f"(autokd run --resume) or choose another output directory (--output-dir)"
-            )
+            self._replay(resumable_records(store, self.search_space, self.objectives))
         else:
+            refuse_recorded_trials(store)
             _ = self.advisor  # a bad advisor option fails here, before summary.json is written
         # Built after the replay, so workers start knowing the recorded metrics.
         self.executor = self._make_executor(self.runner)
@@ -494,21 +471,20 @@ class AutoDistillation:
             log.info("resumed %d recorded evaluations from %s", len(records), self._store.trials_path)
 
     def _final_tasks(self) -> list[TrialTask]:
-        final = self.final_distillation
-        best, _ = self._front.best()
-        chosen = choose_final(self._front.front, best, self.objectives, self.constraints, final.candidates)
         stages = self.config.auto_distillation.flash_stages() + self.config.auto_distillation.regular_stages()
-        done, budget = final_budget(final, stages)
-        distilled = {r.candidate_number for r in self.final_result}
+        chosen = final_candidates(self.final_distillation, self._front, self.final_result, self.objectives)
+        done, budget = final_budget(self.final_distillation, stages)
         return [
             TrialTask(self._trial_numbers.take(), dict(r.arch), r.candidate_number, budget, done, None, "final")
             for r in chosen
-            if r.candidate_number not in distilled
         ]
 
     def search(self, output_dir: str | os.PathLike | None = None, model_cls: Any = None, resume: bool = False):
-        """The TensorFlow code path's name for :meth:`search_loop` (``model_cls`` is used
-        by backends that build models themselves)."""
+        """The TensorFlow code path's name for :meth:`search_loop`, called as the design
+        does (``agent.search(output_dir, model_cls)``). ``model_cls`` is accepted for that
+        call and not used here: the model class is the ``model_builder``'s business (the
+        backends' built-in builders are made with it, e.g. ``TFOptimization.autodistill``'s
+        ``model_builder_builtin(arch, model_cls=...)``)."""
         return self.search_loop(output_dir, resume=resume)
 
     def _models_to_save(self) -> dict[int, Any]:

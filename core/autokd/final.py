@@ -12,12 +12,16 @@ steps cannot continue a model that already trained more: the model is rebuilt th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .advisor import Objective
 from .config import Constraint, FinalDistillationConfig, Stage
 from .results import TrialRecord
 
-__all__ = ["choose_final", "final_budget"]
+if TYPE_CHECKING:
+    from .front import IncrementalFront
+
+__all__ = ["choose_final", "final_budget", "final_candidates"]
 
 
 def final_budget(final: FinalDistillationConfig, stages: Sequence[Stage]) -> tuple[float, float | list[float]]:
@@ -59,3 +63,17 @@ def choose_final(
         if record.candidate_number != best.candidate_number:
             chosen.append(record)
     return chosen
+
+
+def final_candidates(
+    final: FinalDistillationConfig,
+    search_front: IncrementalFront,
+    final_records: Sequence[TrialRecord],
+    objectives: Sequence[Objective],
+) -> list[TrialRecord]:
+    """The records of the search whose architectures are distilled to the end, best first,
+    less those a resumed run already distilled (``final_records``)."""
+    best, _ = search_front.best()
+    chosen = choose_final(search_front.front, best, objectives, search_front.constraints, final.candidates)
+    distilled = {r.candidate_number for r in final_records}
+    return [r for r in chosen if r.candidate_number not in distilled]

@@ -1,24 +1,76 @@
-"""The search's Pareto front and best trial, kept up to date one record at a time.
+"""The Pareto front and the best-arch rule (:func:`pareto_front`, :func:`select_best`),
+and the same kept up to date one record at a time (:class:`IncrementalFront`).
 
 Recomputing the front from every record after each trial made the loop's own cost grow
 with the search (#17: 7 ms per instant trial at 100 trials, 63 ms at 3,000). A new
 record is compared with the current front only (dominance is transitive, so a record
 dominated by a removed member is dominated by the member that removed it), and the best
 trial is compared with the new record only; both give exactly what
-:func:`~autokd.results.pareto_front` and :func:`~autokd.results.select_best` give on
+:func:`pareto_front` and :func:`select_best` give on
 the same records.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from .advisor import Objective
 from .config import Constraint
-from .results import TrialRecord
 
-__all__ = ["IncrementalFront"]
+if TYPE_CHECKING:  # results re-exports the rules below: no import of it at run time
+    from .results import TrialRecord
+
+__all__ = ["IncrementalFront", "dominates", "pareto_front", "select_best"]
+
+
+def dominates(a: Sequence[float], b: Sequence[float], objectives: Sequence[Objective]) -> bool:
+    """True when values ``a`` are no worse than ``b`` in every objective and better in one."""
+    strictly = False
+    for x, y, obj in zip(a, b, objectives, strict=True):
+        if obj.better(y, x):
+            return False
+        if obj.better(x, y):
+            strictly = True
+    return strictly
+
+
+def pareto_front(records: Iterable[TrialRecord], objectives: Sequence[Objective]) -> list[TrialRecord]:
+    """The successful trials that no other successful trial dominates, in trial order.
+
+    Trials with identical values are all kept."""
+    scored = [(r, r.values(objectives)) for r in records]
+    scored = [(r, v) for r, v in scored if v is not None]
+    front = [r for r, v in scored if not any(dominates(w, v, objectives) for _, w in scored)]
+    return sorted(front, key=lambda r: r.trial)
+
+
+def select_best(
+    records: Iterable[TrialRecord], objectives: Sequence[Objective], constraints: Sequence[Constraint] = ()
+) -> tuple[TrialRecord | None, bool]:
+    """The best trial and whether it meets the constraints.
+
+    Rule: among successful trials that meet every constraint, the best value of the
+    first metric; ties are broken by the following metrics in order, then by the earlier
+    trial. Metrics of different scales are never summed. With constraints only on
+    objective metrics, the chosen trial is on the Pareto front. If no trial meets the
+    constraints, the same rule picks among all successful trials and the second value is
+    False.
+    """
+    scored = [(r, r.values(objectives)) for r in records]
+    scored = [(r, v) for r, v in scored if v is not None]
+    if not scored:
+        return None, False
+
+    def sort_key(item):
+        record, values = item
+        return tuple(-v if o.higher_is_better else v for v, o in zip(values, objectives, strict=True)) + (record.trial,)
+
+    feasible = [(r, v) for r, v in scored if all(c.holds(r.metrics) for c in constraints)]
+    if feasible:
+        return min(feasible, key=sort_key)[0], True
+    return min(scored, key=sort_key)[0], False
 
 
 class IncrementalFront:

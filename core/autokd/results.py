@@ -1,4 +1,5 @@
-"""Trial records, the append-only result store, the Pareto front and the best-arch rule.
+"""Trial records and the append-only result store (the Pareto front and the best-arch
+rule are :mod:`autokd.front`'s, re-exported here; the resume checks, :mod:`autokd.resume`).
 
 ``<output_dir>/trials.jsonl`` holds one JSON object per finished trial, flushed (to the
 operating system: a killed process loses nothing) before the next trial starts and
@@ -17,7 +18,7 @@ import logging
 import numbers
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -25,10 +26,9 @@ import attrs
 
 from ._lock import OutputDirLock
 from .advisor import Objective
-from .config import Constraint
 from .errors import StoreError
 from .evaluation import metric_value
-from .space import _hashable
+from .front import dominates, pareto_front, select_best
 
 __all__ = [
     "TrialRecord",
@@ -36,7 +36,6 @@ __all__ = [
     "pareto_front",
     "select_best",
     "dominates",
-    "check_resume",
     "plain_metrics",
     "atomic_write",
 ]
@@ -172,54 +171,6 @@ def _json_default(value: Any) -> Any:
             except (TypeError, ValueError):
                 continue
     return str(value)
-
-
-def dominates(a: Sequence[float], b: Sequence[float], objectives: Sequence[Objective]) -> bool:
-    """True when values ``a`` are no worse than ``b`` in every objective and better in one."""
-    strictly = False
-    for x, y, obj in zip(a, b, objectives, strict=True):
-        if obj.better(y, x):
-            return False
-        if obj.better(x, y):
-            strictly = True
-    return strictly
-
-
-def pareto_front(records: Iterable[TrialRecord], objectives: Sequence[Objective]) -> list[TrialRecord]:
-    """The successful trials that no other successful trial dominates, in trial order.
-
-    Trials with identical values are all kept."""
-    scored = [(r, r.values(objectives)) for r in records]
-    scored = [(r, v) for r, v in scored if v is not None]
-    front = [r for r, v in scored if not any(dominates(w, v, objectives) for _, w in scored)]
-    return sorted(front, key=lambda r: r.trial)
-
-
-def select_best(
-    records: Iterable[TrialRecord], objectives: Sequence[Objective], constraints: Sequence[Constraint] = ()
-) -> tuple[TrialRecord | None, bool]:
-    """The best trial and whether it meets the constraints.
-
-    Rule: among successful trials that meet every constraint, the best value of the
-    first metric; ties are broken by the following metrics in order, then by the earlier
-    trial. Metrics of different scales are never summed. With constraints only on
-    objective metrics, the chosen trial is on the Pareto front. If no trial meets the
-    constraints, the same rule picks among all successful trials and the second value is
-    False.
-    """
-    scored = [(r, r.values(objectives)) for r in records]
-    scored = [(r, v) for r, v in scored if v is not None]
-    if not scored:
-        return None, False
-
-    def sort_key(item):
-        record, values = item
-        return tuple(-v if o.higher_is_better else v for v, o in zip(values, objectives, strict=True)) + (record.trial,)
-
-    feasible = [(r, v) for r, v in scored if all(c.holds(r.metrics) for c in constraints)]
-    if feasible:
-        return min(feasible, key=sort_key)[0], True
-    return min(scored, key=sort_key)[0], False
 
 
 def is_main_process() -> bool:
@@ -439,88 +390,3 @@ def atomic_write(path: str, data: bytes) -> None:
         pass
     finally:
         os.close(dir_fd)
-
-
-def check_resume(
-    records: Sequence[TrialRecord],
-    summary: Mapping[str, Any] | None,
-    space: Mapping[str, Sequence[Any]],
-    objectives: Sequence[Objective],
-    where: str,
-) -> None:
-    """Refuse to resume the trials in ``where`` with a config whose search space or
-    objectives differ from the ones they were recorded with (:class:`StoreError`, saying
-    what changed). Widening a parameter's choices may resume; narrowing, adding or
-    removing a parameter, or changing an objective or its direction may not: the
-    recorded trials would fall outside the space or go unscored."""
-    changes: list[str] = []
-    current = {name: [_hashable(v) for v in values] for name, values in space.items()}
-    recorded_space = _recorded_space(summary)
-    if recorded_space is not None:
-        for name in recorded_space:
-            if name not in current:
-                changes.append(f"search_space.{name}: removed (the recorded trials have it)")
-        for name in current:
-            if name not in recorded_space:
-                changes.append(f"search_space.{name}: added (the recorded trials have no value for it)")
-            else:
-                gone = [v for v in recorded_space[name] if _hashable(v) not in current[name]]
-                if gone:
-                    changes.append(f"search_space.{name}: choices {gone} removed")
-    recorded_objectives = _recorded_objectives(summary)
-    wanted = [(o.name, bool(o.higher_is_better)) for o in objectives]
-    if recorded_objectives is not None and recorded_objectives != wanted:
-        changes.append(f"metrics / higher_is_better: recorded {_show(recorded_objectives)}, configured {_show(wanted)}")
-    # The records themselves, for stores without a summary (or a summary that lies).
-    reported = set()
-    for r in records:
-        keys = list(r.arch)
-        for name in keys:
-            if name not in current and ("param", name) not in reported:
-                reported.add(("param", name))
-                changes.append(f"search_space.{name}: not in the config, but trial {r.trial} has it")
-        for name in current:
-            if name not in r.arch and ("missing", name) not in reported:
-                reported.add(("missing", name))
-                changes.append(f"search_space.{name}: trial {r.trial} has no value for it")
-            elif name in r.arch and _hashable(r.arch[name]) not in current[name] and ("value", name) not in reported:
-                reported.add(("value", name))
-                changes.append(f"search_space.{name}: trial {r.trial} used {r.arch[name]!r}, not a configured choice")
-    ok = [r for r in records if r.ok]
-    for o in objectives:
-        if ok and recorded_objectives is None and all(o.name not in r.metrics for r in ok):
-            changes.append(f"metrics: {o.name!r} is in no recorded trial (renamed?)")
-    if changes:
-        listed = "\n".join(f"  - {c}" for c in dict.fromkeys(changes))
-        raise StoreError(
-            f"cannot resume the trials in {where}: the config changed since they were recorded:\n{listed}\n"
-            f"Resume only with the same search space (adding choices is fine) and the same metrics and "
-            f"directions; for a different search, use a new output directory (--output-dir)."
-        )
-
-
-def _recorded_space(summary: Mapping[str, Any] | None) -> dict[str, list] | None:
-    if not isinstance(summary, Mapping):
-        return None
-    space = summary.get("search_space")
-    if space is None:
-        try:
-            space = summary["config"]["auto_distillation"]["search"]["search_space"]
-        except (KeyError, TypeError):
-            return None
-    if not isinstance(space, Mapping) or not all(isinstance(v, list) for v in space.values()):
-        return None
-    return {str(k): list(v) for k, v in space.items()}
-
-
-def _recorded_objectives(summary: Mapping[str, Any] | None) -> list[tuple[str, bool]] | None:
-    if not isinstance(summary, Mapping) or not isinstance(summary.get("objectives"), list):
-        return None
-    try:
-        return [(str(o["name"]), bool(o["higher_is_better"])) for o in summary["objectives"]]
-    except (KeyError, TypeError):
-        return None
-
-
-def _show(objectives: Sequence[tuple[str, bool]]) -> str:
-    return "[" + ", ".join(f"{n} ({'higher' if h else 'lower'} is better)" for n, h in objectives) + "]"
