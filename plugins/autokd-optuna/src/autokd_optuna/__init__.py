@@ -10,17 +10,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .advisor import (
-    REPEAT_ATTR,
-    REPLAYED_ATTR,
-    SKIPPED_ATTR,
-    BOAdvisor,
-    NSGA2Advisor,
-    OptunaAdvisor,
-    TPEAdvisor,
-    evaluation_trials,
-)
+from .advisor import OptunaAdvisor
+from .samplers import BOAdvisor, NSGA2Advisor, TPEAdvisor
 from .storage import open_storage
+from .study import REPEAT_ATTR, REPLAYED_ATTR, SKIPPED_ATTR, evaluation_trials
 
 __all__ = [
     "REPEAT_ATTR",

@@ -13,91 +13,27 @@ marks that optuna trial (``autokd_repeat_of``) and asks again, a bounded number 
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import json
 import logging
 import random
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from autokd import Advisor, ConfigError, SearchExhausted
 
-from .storage import open_storage
+from .options import check_options, check_requirements, make_sampler
+from .shared import SharedStudyClaims
+from .study import FALLBACK_ATTR, REPEAT_ATTR, REPLAYED_ATTR, SKIPPED_ATTR, distributions_of, open_study
 
 if TYPE_CHECKING:  # pragma: no cover - typing only: optuna is imported lazily
     import optuna
 
-__all__ = [
-    "REPEAT_ATTR",
-    "REPLAYED_ATTR",
-    "SKIPPED_ATTR",
-    "BOAdvisor",
-    "NSGA2Advisor",
-    "OptunaAdvisor",
-    "TPEAdvisor",
-    "evaluation_trials",
-]
+__all__ = ["OptunaAdvisor"]
 
 log = logging.getLogger("autokd")
 
-# User attributes on optuna trials, so a study shared by several processes can be read
-# back: which trials are real evaluations and which are bookkeeping.
-REPEAT_ATTR = "autokd_repeat_of"  # a re-proposal answered with the values of trial N; nothing trained
-SKIPPED_ATTR = "autokd_skipped"  # a proposal of an arch another process is evaluating; failed, nothing trained
-REPLAYED_ATTR = "autokd_replayed"  # a recorded trial told before the first ask (warm start on resume)
-CLAIM_ATTR = "autokd_claim"  # [time, trial number] of a proposal in a shared study (see _lost_race)
-FALLBACK_ATTR = "autokd_fallback"  # an unevaluated arch enqueued after the sampler kept repeating itself
-SPACE_ATTR = "autokd_search_space"  # study attributes: what the study was created for
-OBJECTIVES_ATTR = "autokd_objectives"
 
-_OPTIONS_FIELD = "auto_distillation.search.advisor_options"
-_OPTUNA_TYPES = (type(None), bool, int, float, str)
-
-
-# --- option checks ----------------------------------------------------------------------
-# Each returns None when the value is acceptable, else what it must be.
-
-
-def _int_at_least(low: int) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            return f"an integer >= {low}"
-        return None
-
-    return check
-
-
-def _boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "true or false"
-
-
-def _probability(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        return "a number between 0 and 1"
-    return None
-
-
-def _probability_or_none(value: Any) -> str | None:
-    return None if value is None else _probability(value)
-
-
-def evaluation_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The trials of ``study`` that stand for an evaluation by an autokd process (complete
-    or failed), without the bookkeeping trials (repeats answered from known values,
-    proposals skipped because another process was evaluating that arch) and without
-    unfinished ones."""
-    from optuna.trial import TrialState
-
-    return [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-        if REPEAT_ATTR not in t.user_attrs and SKIPPED_ATTR not in t.user_attrs
-    ]
-
-
-class OptunaAdvisor(Advisor):
+class OptunaAdvisor(SharedStudyClaims, Advisor):
     """An autokd advisor backed by an optuna sampler, driven through ask-and-tell.
 
     Subclasses set :attr:`name`, :attr:`sampler_class`, :attr:`sampler_options` (the
@@ -143,7 +79,7 @@ class OptunaAdvisor(Advisor):
             optuna.logging.set_verbosity(optuna.logging.WARNING)
 
         self._rng = random.Random(seed)
-        self._distributions, self._labels = self._distributions_of(self.space)
+        self._distributions, self._labels = distributions_of(self.space)
         self._directions = ["maximize" if o.higher_is_better else "minimize" for o in self.objectives]
         if not self._directions:
             raise ConfigError("auto_distillation.search.metrics: empty: name at least one metric to optimise")
@@ -161,125 +97,16 @@ class OptunaAdvisor(Advisor):
 
     # --- construction ---------------------------------------------------------------
     def _check_requirements(self) -> None:
-        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
-        if missing:
-            raise ConfigError(
-                f"auto_distillation.search.search_algorithm: {self.name} needs {', '.join(missing)} "
-                f"(optuna.samplers.{self.sampler_class}), which is not installed: "
-                "pip install 'autokd-optuna[bo]' (install torch==2.13.0 or your CUDA build of torch first)"
-            )
+        check_requirements(self.name, self.sampler_class, self.requires)
 
     def _check_options(self) -> None:
-        accepted = {"storage", "study_name", "max_repeats", *self.sampler_options}
-        unknown = sorted(set(self.options) - accepted)
-        if unknown:
-            raise ConfigError(
-                f"{_OPTIONS_FIELD}: {self.name} does not accept {unknown}; accepted: "
-                f"{sorted(accepted - {'storage', 'study_name'})} (and search.storage / search.study_name)"
-            )
-        checks = dict(self.sampler_options, max_repeats=_int_at_least(0))
-        problems = []
-        for key, check in checks.items():
-            if key in self.options:
-                expected = check(self.options[key])
-                if expected is not None:
-                    problems.append(f"{_OPTIONS_FIELD}.{key}: must be {expected}, got {self.options[key]!r}")
-        if problems:
-            raise ConfigError(problems)
-        if self.options.get("storage") is not None and not self.options.get("study_name"):
-            raise ConfigError(
-                "auto_distillation.search.study_name: missing: search.storage is set "
-                f"({self.options['storage']!r}), so name the study, with the same name in every "
-                "process that works on this search"
-            )
-
-    @staticmethod
-    def _distributions_of(space) -> tuple[dict, dict[str, list | None]]:
-        from optuna.distributions import CategoricalDistribution
-
-        distributions, labels = {}, {}
-        for name in space:
-            choices = space[name]
-            if all(isinstance(c, _OPTUNA_TYPES) for c in choices):
-                distributions[name] = CategoricalDistribution(choices)
-                labels[name] = None
-            else:
-                # optuna stores only None/bool/int/float/str choices: name the others by
-                # their JSON, still one categorical choice each.
-                names = [json.dumps(c, sort_keys=True) for c in choices]
-                distributions[name] = CategoricalDistribution(names)
-                labels[name] = names
-        return distributions, labels
-
-    def _sampler_kwargs(self) -> dict[str, Any]:
-        kwargs = dict(self.sampler_defaults)
-        kwargs.update({k: v for k, v in self.options.items() if k in self.sampler_options})
-        return kwargs
+        check_options(self.name, self.options, self.sampler_options)
 
     def _make_sampler(self):
-        import optuna
-
-        cls = getattr(optuna.samplers, self.sampler_class)
-        kwargs = self._sampler_kwargs()
-        try:
-            return cls(seed=self.seed, **kwargs)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"{_OPTIONS_FIELD}: optuna.samplers.{self.sampler_class} rejected "
-                f"{ {k: v for k, v in kwargs.items() if k in self.options} }: {exc}"
-            ) from None
+        return make_sampler(self.sampler_class, self.seed, self.options, self.sampler_options, self.sampler_defaults)
 
     def _open_study(self):
-        import optuna
-
-        storage_url = self.options.get("storage")
-        study_name = self.options.get("study_name")
-        storage = open_storage(storage_url) if storage_url is not None else None
-        try:
-            study = optuna.create_study(
-                storage=storage,
-                sampler=self.sampler,
-                study_name=study_name,
-                directions=self._directions,
-                load_if_exists=True,
-            )
-        except ConfigError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any storage failure (I/O, database, driver) is reported with its URL
-            raise ConfigError(
-                f"auto_distillation.search.storage: optuna could not open study {study_name!r} in "
-                f"{storage_url!r}: {type(exc).__name__}: {exc}"
-            ) from None
-        if storage is not None:
-            self._check_study(study, storage_url, study_name)
-        return study
-
-    def _check_study(self, study, storage_url: str, study_name: str) -> None:
-        """A shared study must be the same search: same directions, same space."""
-        theirs = ["maximize" if d.name == "MAXIMIZE" else "minimize" for d in study.directions]
-        space = json.loads(json.dumps(self.space.to_dict()))
-        objectives = [[o.name, o.higher_is_better] for o in self.objectives]
-        attrs = study.user_attrs
-        where = f"study {study_name!r} in {storage_url!r}"
-        fix = "use another search.study_name for a different search"
-        if theirs != self._directions:
-            raise ConfigError(
-                f"auto_distillation.search.study_name: {where} optimises {theirs}, this search "
-                f"{self._directions}; {fix}"
-            )
-        if SPACE_ATTR in attrs and attrs[SPACE_ATTR] != space:
-            raise ConfigError(
-                f"auto_distillation.search.study_name: {where} was created for the search space "
-                f"{attrs[SPACE_ATTR]}, this search has {space}; {fix}"
-            )
-        if OBJECTIVES_ATTR in attrs and attrs[OBJECTIVES_ATTR] != objectives:
-            raise ConfigError(
-                f"auto_distillation.search.study_name: {where} was created for the metrics "
-                f"{attrs[OBJECTIVES_ATTR]}, this search has {objectives}; {fix}"
-            )
-        if SPACE_ATTR not in attrs:
-            study.set_user_attr(SPACE_ATTR, space)
-            study.set_user_attr(OBJECTIVES_ATTR, objectives)
+        return open_study(self.space, self.objectives, self._directions, self.sampler, self.options)
 
     # --- params <-> arch --------------------------------------------------------------
     def _decode(self, params: Mapping[str, Any]) -> dict | None:
@@ -304,38 +131,6 @@ class OptunaAdvisor(Advisor):
             name: arch[name] if self._labels[name] is None else self._labels[name][index]
             for name, index in zip(self._distributions, indices, strict=True)
         }
-
-    # --- what is known ----------------------------------------------------------------
-    def _known_and_running(self, exclude: int | None = None) -> tuple[dict[str, tuple], dict[str, list]]:
-        """Archs with a result (key -> (values, trial number)) and archs being evaluated
-        by another process (key -> [(trial number, claim)]), leaving out trial ``exclude``."""
-        known = dict(self._told)
-        running: dict[str, list] = {}
-        if not self._shared:
-            return known, running
-        from optuna.trial import TrialState
-
-        mine = {t.number for trials in self._pending.values() for t in trials} | {exclude}
-        for trial in self.study.get_trials(deepcopy=False):
-            cached = self._study_cache.get(trial.number)
-            if cached is None:
-                arch = self._decode(trial.params)
-                key = None if arch is None else self.space.key(arch)
-                bookkeeping = REPEAT_ATTR in trial.user_attrs or SKIPPED_ATTR in trial.user_attrs
-                values = tuple(trial.values) if trial.values is not None else None
-                cached = (key, trial.state, values, bookkeeping)
-                if trial.state.is_finished():  # finished trials never change again
-                    self._study_cache[trial.number] = cached
-            key, state, values, bookkeeping = cached
-            if key is None or bookkeeping:
-                continue
-            if state == TrialState.COMPLETE:
-                known.setdefault(key, (values, trial.number))
-            elif state == TrialState.FAIL:
-                known.setdefault(key, (None, trial.number))
-            elif state == TrialState.RUNNING and trial.number not in mine:
-                running.setdefault(key, []).append((trial.number, trial.user_attrs.get(CLAIM_ATTR)))
-        return known, running
 
     # --- ask / tell ---------------------------------------------------------------------
     def ask(self) -> dict:
@@ -362,25 +157,6 @@ class OptunaAdvisor(Advisor):
             return proposal
         self._stuck = True
         return self._fallback(proposal)
-
-    def _lost_race(self, trial, key: str) -> bool:
-        """Another process may propose the same arch at the same moment (same seed or
-        same data: the same proposal; a GP trial shows no params while the GP is being
-        fitted). Each proposal is claimed with a time stamp once its params are in the
-        study, then the study is read again: of two running trials of one arch, the
-        earlier claim (then the lower number) keeps it and the other one asks again.
-        Both processes compare the same stored claims, so they agree on who keeps it."""
-        claim = [time.time(), trial.number]
-        trial.set_user_attr(CLAIM_ATTR, claim)
-        known, running = self._known_and_running(exclude=trial.number)
-        if key in known:
-            self._answer_repeat(trial, *known[key])
-            return True
-        for number, theirs in running.get(key, ()):
-            if theirs is not None and list(theirs) < claim:
-                self._skip(trial, number)
-                return True
-        return False
 
     def _raise_if_exhausted(self, known: Mapping, running: Mapping) -> None:
         if len(known) >= self.space.size:
@@ -541,80 +317,3 @@ class OptunaAdvisor(Advisor):
             )
         )
         return None
-
-    def _find_unclaimed(self, key: str, values: tuple[float, ...] | None) -> int | None:
-        from optuna.trial import TrialState
-
-        self._known_and_running()  # refresh the cache of finished trials
-        for number, (k, state, v, bookkeeping) in sorted(self._study_cache.items()):
-            if k != key or bookkeeping or number in self._claimed:
-                continue
-            if values is None and state == TrialState.FAIL:
-                return number
-            if values is not None and state == TrialState.COMPLETE and v == values:
-                return number
-        return None
-
-
-class BOAdvisor(OptunaAdvisor):
-    """Gaussian-process Bayesian optimisation: :class:`optuna.samplers.GPSampler`.
-
-    logEI for one objective, logEHVI over the Pareto front for several; categorical
-    parameters get the GP's categorical kernel. Options: ``n_startup_trials`` (random
-    trials before the GP is fitted, default 10), ``deterministic_objective`` (default
-    false: trained students are noisy).
-    """
-
-    name = "BO"
-    sampler_class = "GPSampler"
-    requires = ("torch", "scipy")
-    # Every re-ask refits the GP (~1 s here), and a GP that believes its incumbent is
-    # best proposes it again and again: fall back to the nearest unevaluated arch soon.
-    default_max_repeats = 2
-    # Once stuck it insists: one refit per trial, not three.
-    one_attempt_when_stuck = True
-    sampler_options: ClassVar[dict[str, Callable[[Any], str | None]]] = {
-        "n_startup_trials": _int_at_least(0),
-        "deterministic_objective": _boolean,
-    }
-
-
-class TPEAdvisor(OptunaAdvisor):
-    """Tree-structured Parzen estimator: :class:`optuna.samplers.TPESampler`.
-
-    Options: ``n_startup_trials`` (default 10), ``n_ei_candidates`` (default 24),
-    ``multivariate``, ``group``, ``constant_liar`` (default true: a trial running in
-    another process counts as a bad one until it finishes).
-    """
-
-    name = "TPE"
-    sampler_class = "TPESampler"
-    sampler_options: ClassVar[dict[str, Callable[[Any], str | None]]] = {
-        "n_startup_trials": _int_at_least(0),
-        "n_ei_candidates": _int_at_least(1),
-        "multivariate": _boolean,
-        "group": _boolean,
-        "constant_liar": _boolean,
-    }
-    # optuna's default since 5.0; set for 4.x too, as shared studies rely on it.
-    sampler_defaults: ClassVar[dict[str, Any]] = {"constant_liar": True}
-
-
-class NSGA2Advisor(OptunaAdvisor):
-    """NSGA-II genetic algorithm: :class:`optuna.samplers.NSGAIISampler`.
-
-    Options: ``population_size`` (default 10 here, not optuna's 50: with optuna's
-    default every one of the tens of trials a distillation search affords would come
-    from the random first generation), ``mutation_prob`` (default 1/number of
-    parameters), ``crossover_prob`` (default 0.9), ``swapping_prob`` (default 0.5).
-    """
-
-    name = "NSGA2"
-    sampler_class = "NSGAIISampler"
-    sampler_options: ClassVar[dict[str, Callable[[Any], str | None]]] = {
-        "population_size": _int_at_least(2),
-        "mutation_prob": _probability_or_none,
-        "crossover_prob": _probability,
-        "swapping_prob": _probability,
-    }
-    sampler_defaults: ClassVar[dict[str, Any]] = {"population_size": 10}

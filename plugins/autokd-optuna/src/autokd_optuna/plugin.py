@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import autokd
 
-from .advisor import BOAdvisor, NSGA2Advisor, TPEAdvisor
+from .samplers import BOAdvisor, NSGA2Advisor, TPEAdvisor
 
 
 @autokd.hookimpl
