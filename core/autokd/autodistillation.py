@@ -33,7 +33,7 @@ from .errors import ConfigError
 from .executor import Executor, TrialNumbers, TrialTask
 from .final import final_budget, final_candidates
 from .front import IncrementalFront
-from .output import check_output_plugins, save_outputs, students_to_save
+from .output import check_output_plugins, save_outputs
 from .results import ResultStore, TrialRecord
 from .resume import refuse_recorded_trials, resumable_records
 from .runner import FatalSearchError, TrialRunner, accepts_budget, budget_refusal
@@ -322,7 +322,7 @@ class AutoDistillation:
             self.executor.shutdown(cancel=True)
             raise
         else:
-            self.saved_students = save_outputs(self, self._models_to_save())
+            self.saved_students = save_outputs(self)
             self.executor.shutdown(cancel=False)
         finally:
             # Even after Ctrl-C or an error: summary.json always matches trials.jsonl.
@@ -486,14 +486,6 @@ class AutoDistillation:
         backends' built-in builders are made with it, e.g. ``TFOptimization.autodistill``'s
         ``model_builder_builtin(arch, model_cls=...)``)."""
         return self.search_loop(output_dir, resume=resume)
-
-    def _models_to_save(self) -> dict[int, Any]:
-        """trial -> trained model of every student ``output.save`` asks for that this
-        process holds (with ``processes`` / ``ray`` the models stay in the workers: only
-        their metrics.json and model card are written)."""
-        chosen = students_to_save(self.search_result, self.objectives, self.constraints, self.config.output.save)
-        models = {r.trial: self.trained_model(r.candidate_number) for r, _ in chosen}
-        return {trial: model for trial, model in models.items() if model is not None}
 
     def trained_model(self, candidate: int) -> Any:
         """The trained model of ``candidate`` (its latest evaluation) if this process

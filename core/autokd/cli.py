@@ -7,7 +7,6 @@ bad field, no traceback), 1 for any other failure.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -17,44 +16,15 @@ from typing import Any
 import attrs
 
 from .errors import AutoKDError, ConfigError, StoreError, UnknownNameError
+from .imports import import_object
 
 __all__ = ["import_string", "main", "run_config"]
 
 log = logging.getLogger("autokd")
 
 
-def import_string(spec: str, field: str, callable_: bool = False) -> Any:
-    """``"package.module:attribute"`` → the attribute; errors name the config field, the
-    module and what went wrong (a module that raises or does not compile at import, a
-    missing attribute, or with ``callable_`` an attribute that is not callable).
-
-    A config is code: its import strings run with the user's rights."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"{field}: {spec!r} is not an import string like 'package.module:function'")
-    # User modules next to the config still import, but the working directory comes
-    # last: a stray tqdm.py or yaml.py there must not shadow an installed module (#13).
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{field}: cannot import module {module_name!r} ({exc})") from None
-    except SyntaxError as exc:
-        raise ConfigError(
-            f"{field}: module {module_name!r} does not compile: {exc.msg} ({exc.filename}, line {exc.lineno})"
-        ) from None
-    except (Exception, SystemExit) as exc:  # the user's module raised at import time
-        raise ConfigError(f"{field}: importing module {module_name!r} raised {type(exc).__name__}: {exc}") from None
-    obj = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ConfigError(f"{field}: module {module_name!r} has no attribute {attr!r}") from None
-    if callable_ and not callable(obj):
-        raise ConfigError(f"{field}: {spec!r} is a {type(obj).__name__} ({obj!r:.60}), not a function: name a callable")
-    return obj
+#: The name before :func:`autokd.import_object` was public; kept for existing callers.
+import_string = import_object
 
 
 def run_config(

@@ -30,7 +30,7 @@ import attrs
 
 from .errors import AutoKDError
 
-__all__ = ["WIDTH_KINDS", "WidthBasis", "init_bert_state", "select_teacher_layers", "width_basis"]
+__all__ = ["WIDTH_KINDS", "InitError", "WidthBasis", "init_bert_state", "select_teacher_layers", "width_basis"]
 
 WIDTH_KINDS = ("pca_embeddings", "pca_hidden", "select_hidden", "slice")
 

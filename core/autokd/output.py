@@ -196,13 +196,17 @@ def _backend_for(agent):
         return None
 
 
-def save_outputs(agent, kept_models: Mapping[int, Any]) -> list[str]:
-    """Save the students ``output.save`` asks for from ``kept_models`` (trial → trained
-    model) under ``agent.output_dir``; returns the directories written."""
+def save_outputs(agent) -> list[str]:
+    """Save the students ``output.save`` asks for under ``agent.output_dir``; returns the
+    directories written. The trained models are those this process holds
+    (``agent.trained_model``): with ``processes`` / ``ray`` they stay in the workers, and
+    only their metrics.json and model card are written."""
     output: OutputConfig = agent.config.output
     chosen = students_to_save(agent.search_result, agent.objectives, agent.constraints, output.save)
     if not chosen:
         return []
+    models = {r.trial: agent.trained_model(r.candidate_number) for r, _ in chosen}
+    kept_models = {trial: model for trial, model in models.items() if model is not None}
     backend = _backend_for(agent)
     evaluate = evaluate_function(agent) if agent.eval_func is not None else None
     teacher = getattr(agent, "teacher", None)

@@ -55,7 +55,7 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     import autokd
-    from autokd.report import write_report
+    from autokd import write_report
 
     from . import task
     from .report import arch_label, comparison_table

@@ -25,9 +25,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from autokd.errors import AutoKDError, ConfigError
-from autokd.executor import Executor, TrialTask
-from autokd.runner import FatalSearchError
+from autokd import AutoKDError, ConfigError, Executor, FatalSearchError, TrialTask
 from autokd.worker import WORKER_ENV, AffinityScheduler, lost_trial_record, pin_threads, run_in_worker
 
 __all__ = ["RayExecutor", "ray_executor"]

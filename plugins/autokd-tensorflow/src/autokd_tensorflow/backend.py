@@ -45,7 +45,7 @@ class TensorFlowBackend:
         eval_func: Callable | None = None,
     ) -> SearchFunctions:
         from autokd import record_extra, registry
-        from autokd.cli import import_string
+        from autokd import import_object
 
         from .data import array_slices, as_dataset, first_inputs
         from .distillation import distill
@@ -63,7 +63,7 @@ class TensorFlowBackend:
         def dataset(field: str, spec: str | None):
             if spec is None:
                 return None
-            data = import_string(spec, field)
+            data = import_object(spec, field)
             if callable(data):
                 data = data(**options)
             if field == "data.train":

@@ -31,7 +31,7 @@ from typing import Any
 import attrs
 from autokd import ConfigError, Stage, record_extra
 from autokd.distill import check_optimizer
-from autokd.fidelity import stage_fractions, stage_steps
+from autokd import stage_fractions, stage_steps
 
 from . import _tf
 

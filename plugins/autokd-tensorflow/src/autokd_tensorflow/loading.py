@@ -130,9 +130,9 @@ def load_model(spec: Any, model_cls: Any = None, field: str = "model.teacher"):
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{field}: cannot load a model from {text}: {exc}") from None
     if ":" in text:
-        from autokd.cli import import_string
+        from autokd import import_object
 
-        obj = import_string(text, field)
+        obj = import_object(text, field)
         keras = _tf.keras()
         if callable(obj) and not isinstance(obj, keras.Model):
             obj = obj()

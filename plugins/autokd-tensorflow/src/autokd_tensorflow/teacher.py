@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from autokd import AutoKDError
-from autokd.config import TeacherCacheConfig
+from autokd import TeacherCacheConfig
 from autokd.teacher_cache import (
     LOGITS,
     CacheFingerprint,

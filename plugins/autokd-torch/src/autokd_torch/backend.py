@@ -35,9 +35,9 @@ def load_teacher(spec: str | None) -> Any:
     if os.path.isdir(spec):
         teacher = _from_pretrained(spec)
     elif ":" in spec:
-        from autokd.cli import import_string
+        from autokd import import_object
 
-        teacher = import_string(spec, "model.teacher")()
+        teacher = import_object(spec, "model.teacher")()
     else:
         raise ConfigError(
             f"model.teacher: {spec!r} is neither a local model directory nor an import string like "
@@ -64,9 +64,9 @@ def load_dataset(spec: str | None, options: dict, field: str) -> Any:
     """The dataset a ``data.*`` import string's function returns."""
     if not spec:
         return None
-    from autokd.cli import import_string
+    from autokd import import_object
 
-    function = import_string(spec, field)
+    function = import_object(spec, field)
     try:
         return function(**options)
     except TypeError as exc:
@@ -134,9 +134,9 @@ def builtin_builder(
     reused by every later one."""
     name = config.model.builder or "transformers"
     if ":" in name:
-        from autokd.cli import import_string
+        from autokd import import_object
 
-        builder = import_string(name, "model.builder")
+        builder = import_object(name, "model.builder")
     else:
         builder = registry().model_builders.get(name, "pytorch")
     options = {**(defaults or {}), **config.model.builder_options, **(overrides or {})}

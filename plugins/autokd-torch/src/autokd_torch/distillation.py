@@ -21,8 +21,7 @@ import torch
 from accelerate.utils import send_to_device
 from torch import nn
 
-from autokd import AutoKDError, Config, ConfigError, load_config, record_extra, registry
-from autokd.config import TrainConfig
+from autokd import AutoKDError, Config, ConfigError, TrainConfig, load_config, record_extra, registry
 
 from .criteria import DistillationCriterion, KnowledgeDistillationLoss
 from .data import IndexedDataset, call_model, make_dataloader, repeat_batches, split_batch, unwrap

@@ -17,8 +17,7 @@ from typing import Any
 
 import torch
 
-from autokd import ConfigError
-from autokd.config import TrainConfig
+from autokd import ConfigError, TrainConfig
 
 __all__ = ["Engine", "check_machine", "is_main_process", "agree", "prepare_batches"]
 
@@ -72,7 +71,7 @@ def check_machine(train: TrainConfig, field: str = "train") -> None:
 def is_main_process() -> bool:
     """Whether this is the process that writes results and files (always, when alone):
     the core's rule, which the result store follows too."""
-    from autokd.results import is_main_process as main
+    from autokd import is_main_process as main
 
     return main()
 
@@ -81,7 +80,8 @@ def agree(value: Any) -> Any:
     """``value`` as the main process has it, in every process (e.g. a trial's metrics)."""
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
-    from autokd.results import main_process_is_alone
+
+    from autokd import main_process_is_alone
 
     if main_process_is_alone() or PartialState().num_processes == 1:
         return value

@@ -30,9 +30,7 @@ import attrs
 import torch
 from torch import nn
 
-from autokd import AutoKDError, Config, Stage, record_extra
-from autokd.config import TrainConfig
-from autokd.fidelity import stage_fractions, stage_steps
+from autokd import AutoKDError, Config, Stage, TrainConfig, record_extra, stage_fractions, stage_steps
 
 from .criteria import DistillationCriterion, IntermediateLayersKnowledgeDistillationLoss, KnowledgeDistillationLoss
 from .data import make_dataloader, repeat_batches

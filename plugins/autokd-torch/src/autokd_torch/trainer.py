@@ -27,8 +27,15 @@ from typing import Any
 import attrs
 import transformers
 
-from autokd import AutoDistillation, Config, ConfigError, load_config
-from autokd.config import LR_SCHEDULER_TYPES, LRSchedulerConfig, TrainConfig
+from autokd import (
+    LR_SCHEDULER_TYPES,
+    AutoDistillation,
+    Config,
+    ConfigError,
+    LRSchedulerConfig,
+    TrainConfig,
+    load_config,
+)
 
 from .backend import builtin_builder, example_inputs
 from .engine import Engine
