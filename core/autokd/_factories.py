@@ -22,11 +22,6 @@ def make_advisor(
     """The advisor ``search.search_algorithm`` names, with ``search.advisor_options``."""
     factory = registry().advisors.get(search.search_algorithm)
     options = dict(search.advisor_options)
-    # Storage settings are part of the search section; advisors that share state use them.
-    for key in ("storage", "study_name"):
-        value = getattr(search, key)
-        if value is not None:
-            options[key] = value
     # An advisor that plans by its number of evaluations gets max_trials, one that
     # plans for parallel evaluations the number of trials running at once.
     options = with_budget(factory, options, max_trials)
@@ -34,7 +29,7 @@ def make_advisor(
     try:
         return factory(space, objectives, seed=seed, **options)
     except ConfigError:
-        raise  # the advisor already named the field (e.g. search.storage) and the fix
+        raise  # the advisor already named the field (e.g. advisor_options.storage) and the fix
     except TypeError as exc:
         raise ConfigError(
             f"auto_distillation.search.advisor_options: {search.search_algorithm} rejected the options "

@@ -34,6 +34,7 @@ from .executor import Executor, TrialNumbers, TrialTask
 from .final import final_budget, final_candidates
 from .front import IncrementalFront
 from .output import check_output_plugins, save_outputs
+from .plugins import registry
 from .results import ResultStore, TrialRecord
 from .resume import refuse_recorded_trials, resumable_records
 from .runner import FatalSearchError, TrialRunner, accepts_budget, budget_refusal
@@ -83,7 +84,8 @@ class AutoDistillation:
         eval_data: Any = None,
         show_progress: bool = True,
     ):
-        self.config: Config = load_config(config, framework)
+        # The plugins run the search: the config's metric names are checked against them.
+        self.config: Config = load_config(config, framework, plugins=registry())
         if self.config.auto_distillation is None:
             raise ConfigError(
                 "auto_distillation: missing: a search needs an auto_distillation.search section", self.config.source

@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,7 +41,7 @@ def run_config(
     from .config import load_config
     from .plugins import registry
 
-    config = load_config(config_path)
+    config = load_config(config_path, plugins=registry())
     if config.auto_distillation is None:
         raise ConfigError(
             "auto_distillation: missing: `autokd run` needs an auto_distillation.search section", config_path
@@ -244,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    # A config key autokd deprecates is shown to whoever runs the config (Python hides
+    # DeprecationWarning outside __main__ by default).
+    warnings.filterwarnings("default", category=DeprecationWarning, module="autokd")
     try:
         if args.command == "run":
             if args.max_trials is not None and args.max_trials <= 0:

@@ -73,14 +73,18 @@ _HIGHER = (
 )
 
 
-def known_direction(metric: str) -> bool | None:
+def known_direction(metric: str, evaluators: Any = None) -> bool | None:
     """``True`` (higher is better), ``False`` (lower is better) or ``None`` (unknown).
 
-    ``eval_loss``, ``eval_accuracy`` and the like are matched by their last word.
+    A direction an evaluator declares comes first (``evaluators``: the registry's, loaded
+    when not given); ``eval_loss``, ``eval_accuracy`` and the like are matched by their
+    last word.
     """
-    from .plugins import registry
+    if evaluators is None:
+        from .plugins import registry
 
-    declared = registry().evaluators.direction(metric)
+        evaluators = registry().evaluators
+    declared = evaluators.direction(metric)
     if declared is not None:
         return declared
     name = metric.lower()

@@ -1,6 +1,6 @@
 """Merging the output directories of several drivers of one search into one front.
 
-Several ``autokd run`` processes sharing an optuna study (``search.storage``) each write
+Several ``autokd run`` processes sharing an optuna study (``advisor_options.storage``) each write
 their own ``trials.jsonl``, numbered from 0. :func:`merge_output_dirs` reads them all,
 numbers the trials again (directory by directory, in the order given, each in its own
 trial order), and writes one output directory whose ``trials.jsonl`` and

@@ -12,8 +12,10 @@ CONFIGS = pathlib.Path(__file__).parent / "configs"
 
 
 def problems_of(conf):
+    """The problems a search finds in ``conf`` (loaded with the plugins that run it, so
+    metric directions and names are checked too)."""
     with pytest.raises(ConfigError) as info:
-        load_config(conf)
+        load_config(conf, plugins=autokd.registry())
     return info.value.problems
 
 
@@ -191,7 +193,7 @@ extra_section: {}
             "model.framework: 'jax' is not one of ['pytorch', 'tensorflow']",
             "auto_distillation.search.max_trials: expected an integer, got str '10,' (a trailing comma? YAML reads 10, as a string)",
             "auto_distillation.search.bogus: unknown key (known keys here: search_space, search_algorithm, metrics, "
-            "higher_is_better, max_trials, seed, advisor_options, constraints, storage, study_name, fidelity, executor)",
+            "higher_is_better, max_trials, seed, advisor_options, constraints, fidelity, executor)",
             "auto_distillation.search.search_space.layers: choices must be a list, got int 4 (write [4] for a single choice)",
             "auto_distillation.search.search_space.heads: the list of choices is empty",
             "auto_distillation.search.higher_is_better: 2 values for 3 metrics",
@@ -303,3 +305,52 @@ def test_flash_and_regular_given_twice():
     doc["regular_distillation"] = {"loss_types": ["CE", "KL"]}
     (problem,) = problems_of(doc)
     assert problem == "regular_distillation: given both at top level and under flash_distillation; keep one"
+
+
+def _search_with(**keys) -> dict:
+    return {"auto_distillation": {"search": {"search_space": {"layers": [1, 2]}, "metrics": ["eval_loss"], **keys}}}
+
+
+def test_storage_and_study_name_are_advisor_options_and_the_old_spelling_still_reads():
+    new = load_config(_search_with(advisor_options={"storage": "journal:///s.log", "study_name": "s"}))
+    with pytest.warns(DeprecationWarning) as caught:
+        old = load_config(_search_with(storage="journal:///s.log", study_name="s", advisor_options={"n": 1}))
+    assert [str(w.message) for w in caught] == [
+        "auto_distillation.search.storage is deprecated: write it as "
+        "auto_distillation.search.advisor_options.storage (read from there now)",
+        "auto_distillation.search.study_name is deprecated: write it as "
+        "auto_distillation.search.advisor_options.study_name (read from there now)",
+    ]
+    assert caught[0].filename == __file__  # points at the caller of load_config
+    assert new.search.advisor_options == {"storage": "journal:///s.log", "study_name": "s"}
+    assert old.search.advisor_options == {"n": 1, "storage": "journal:///s.log", "study_name": "s"}
+    assert not hasattr(old.search, "storage")
+
+
+def test_storage_given_in_both_spellings_must_agree():
+    with pytest.warns(DeprecationWarning):
+        same = load_config(_search_with(storage="journal:///a.log", advisor_options={"storage": "journal:///a.log"}))
+    assert same.search.advisor_options == {"storage": "journal:///a.log"}
+    with pytest.raises(ConfigError) as info:
+        load_config(_search_with(storage="journal:///a.log", advisor_options={"storage": "journal:///b.log"}))
+    assert info.value.problems == [
+        "auto_distillation.search.storage: given both here ('journal:///a.log') and as "
+        "auto_distillation.search.advisor_options.storage ('journal:///b.log'); keep advisor_options.storage"
+    ]
+
+
+def test_loading_a_config_loads_no_plugin_and_whoever_runs_it_checks_its_metric_names(monkeypatch):
+    from autokd import plugins
+
+    doc = _search_with(constraints=["latncy <= 5"])
+    monkeypatch.setattr(plugins, "_registry", None)
+    monkeypatch.setattr(plugins, "_load", lambda: pytest.fail("load_config loaded the plugins"))
+    cfg = load_config(doc)  # the metric is not checked: that needs the registry
+    assert cfg.search.constraints == ["latncy <= 5"]
+    monkeypatch.undo()
+    with pytest.raises(ConfigError) as info:
+        autokd.AutoDistillation(lambda arch: arch, doc)
+    (problem,) = info.value.problems
+    assert problem.startswith(
+        "auto_distillation.search.constraints[0]: 'latncy' is not a metric of this search: add it to evaluation.record"
+    )

@@ -321,12 +321,12 @@ def test_a_misspelt_optimizer_is_matched_or_named(tmp_path):
 
 def test_shared_storage_is_refused_with_the_way_out():
     conf = config("NGOpt")
-    conf["auto_distillation"]["search"]["storage"] = "journal:///tmp/study.log"
+    conf["auto_distillation"]["search"].setdefault("advisor_options", {})["storage"] = "journal:///tmp/study.log"
     with pytest.raises(autokd.ConfigError) as excinfo:
         _ = make_search(conf).advisor
     assert str(excinfo.value) == _ADVISOR_OPTIONS + (
         "nevergrad advisors keep their state in one process and cannot share a search through "
-        "search.storage: remove it, or use an autokd-optuna advisor (BO, TPE, NSGA2) to run one search "
+        "advisor_options.storage: remove it, or use an autokd-optuna advisor (BO, TPE, NSGA2) to run one search "
         "from several processes"
     )
 

@@ -280,11 +280,11 @@ def test_resume_tells_every_recorded_trial_before_the_first_ask(algorithm, tmp_p
 
 def test_resume_against_a_persistent_study_tells_it_nothing_twice(tmp_path):
     url = f"journal://{tmp_path}/study.log"
-    options = {"n_startup_trials": 3}
-    first = make_search("TPE", max_trials=4, advisor_options=options, storage=url, study_name="resumed")
+    options = {"n_startup_trials": 3, "storage": url, "study_name": "resumed"}
+    first = make_search("TPE", max_trials=4, advisor_options=options)
     first.search_loop(tmp_path / "out")
 
-    resumed = make_search("TPE", max_trials=7, advisor_options=options, storage=url, study_name="resumed")
+    resumed = make_search("TPE", max_trials=7, advisor_options=options)
     resumed.search_loop(tmp_path / "out", resume=True)
 
     records = _records(tmp_path / "out")

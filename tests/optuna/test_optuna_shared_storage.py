@@ -46,9 +46,7 @@ def test_two_processes_share_one_study_without_losing_a_trial(
                 # The same config in both processes, seed included: the worst case for
                 # duplicates (both random starts draw the same sequence).
                 "seed": 0,
-                "advisor_options": options,
-                "storage": url,
-                "study_name": "mobilebert-shared",
+                "advisor_options": {**options, "storage": url, "study_name": "mobilebert-shared"},
             }
         }
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -28,7 +29,9 @@ from .structuring import did_you_mean, structure_section, type_hint
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
-def check_search(search: SearchConfig, path: str, problems: list[str]) -> None:
+def check_search(search: SearchConfig, path: str, problems: list[str], evaluators: Any = None) -> None:
+    """The search section; with ``evaluators`` (the registry's) also that every metric
+    has a direction (given, known, or declared by its evaluator)."""
     try:
         SearchSpace(search.search_space)
     except SearchSpaceError as exc:
@@ -43,10 +46,10 @@ def check_search(search: SearchConfig, path: str, problems: list[str]) -> None:
             problems.append(
                 f"{path}.higher_is_better: {len(search.higher_is_better)} values for {len(search.metrics)} metrics"
             )
-    else:
+    elif evaluators is not None:
         from ..evaluation import known_direction
 
-        unknown = [m for m in search.metrics if known_direction(m) is None]
+        unknown = [m for m in search.metrics if known_direction(m, evaluators) is None]
         if unknown:
             problems.append(
                 f"{path}.higher_is_better: missing, and the direction of {', '.join(map(repr, unknown))} is not "
@@ -116,15 +119,16 @@ def check_final(final: FinalDistillationConfig | None, n_stages: int, path: str,
 
 
 def check_metric_names(
-    search: SearchConfig | None, evaluation: EvaluationConfig, search_path: str, problems: list[str]
+    search: SearchConfig | None,
+    evaluation: EvaluationConfig,
+    search_path: str,
+    problems: list[str],
+    evaluators: Any,
 ) -> None:
     """Constraints and ``evaluation.<metric>`` options name metrics a trial computes: an
     objective, a metric in ``evaluation.record``, or a registered evaluator (#13: a
     misspelt ``latncy`` was taken as a metric, and a constraint on an unknown metric was
-    silently ignored by the best-arch rule)."""
-    from ..plugins import registry
-
-    evaluators = registry().evaluators
+    silently ignored by the best-arch rule). ``evaluators``: the registry's evaluators."""
     objectives = list(search.metrics) if search is not None else []
     computed = [*objectives, *evaluation.record]
     known = [*computed, *evaluators.names()]

@@ -6,8 +6,9 @@ And back: :func:`to_dict`, the config as plain data."""
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import cattrs
@@ -38,6 +39,9 @@ from .schema import (
 from .stages import normalize_stages
 from .structuring import join_path, structure_section, type_name
 
+if TYPE_CHECKING:
+    from ..plugins import Registry
+
 
 def _lift_seed_dict(doc: Mapping, problems: list[str]) -> dict:
     """The ``Trainer.autodistillation_config`` dict: ``search`` and
@@ -56,7 +60,45 @@ def _lift_seed_dict(doc: Mapping, problems: list[str]) -> dict:
     return section
 
 
-def _parse_document(doc: Any, source: str | None) -> Config:
+# Keys that were ``search.<key>`` and are now ``search.advisor_options.<key>``: options of
+# one plugin's advisors (autokd-optuna's shared study), not of the core's search.
+MOVED_TO_ADVISOR_OPTIONS = ("storage", "study_name")
+
+
+def _move_advisor_keys(search: Any, path: str, problems: list[str]) -> Any:
+    """The search section with the old spelling ``search.storage`` / ``search.study_name``
+    moved into ``advisor_options`` (a :class:`DeprecationWarning` names the new key)."""
+    if not isinstance(search, Mapping) or not any(key in search for key in MOVED_TO_ADVISOR_OPTIONS):
+        return search
+    search = dict(search)
+    options = search.get("advisor_options")
+    if options is None:
+        options = {}
+    if not isinstance(options, Mapping):
+        return search  # structuring reports advisor_options; the old keys stay unknown keys
+    options = dict(options)
+    for key in MOVED_TO_ADVISOR_OPTIONS:
+        if key not in search:
+            continue
+        value = search.pop(key)
+        if key in options and options[key] != value:
+            problems.append(
+                f"{path}.{key}: given both here ({value!r}) and as {path}.advisor_options.{key} "
+                f"({options[key]!r}); keep advisor_options.{key}"
+            )
+            continue
+        warnings.warn(
+            f"{path}.{key} is deprecated: write it as {path}.advisor_options.{key} (read from there now)",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        if value is not None:
+            options[key] = value
+    search["advisor_options"] = options
+    return search
+
+
+def _parse_document(doc: Any, source: str | None, plugins: Registry | None) -> Config:
     problems: list[str] = []
     if not isinstance(doc, Mapping):
         raise ConfigError(f"the document must be a mapping of sections, got {type_name(doc)}", source)
@@ -102,9 +144,10 @@ def _parse_document(doc: Any, source: str | None) -> Config:
             if raw.get("search") is None:
                 problems.append(f"{p('search')}: required but missing")
             else:
-                search = structure_section(raw["search"], SearchConfig, p("search"), problems)
+                raw_search = _move_advisor_keys(raw["search"], p("search"), problems)
+                search = structure_section(raw_search, SearchConfig, p("search"), problems)
                 if search is not None:
-                    check_search(search, p("search"), problems)
+                    check_search(search, p("search"), problems, plugins.evaluators if plugins is not None else None)
             flash_path = p("flash_distillation") + (".knowledge_transfer" if not ad_path else "")
             flash = None
             if raw.get("flash_distillation") is not None:
@@ -143,7 +186,9 @@ def _parse_document(doc: Any, source: str | None) -> Config:
         structure_section(doc.get("evaluation") or {}, EvaluationConfig, "evaluation", problems) or EvaluationConfig()
     )
     check_import_string(evaluation.function, "evaluation.function", problems)
-    check_metric_names(auto.search if auto is not None else None, evaluation, p("search"), problems)
+    if plugins is not None:
+        search = auto.search if auto is not None else None
+        check_metric_names(search, evaluation, p("search"), problems, plugins.evaluators)
     data = structure_section(doc.get("data") or {}, DataConfig, "data", problems) or DataConfig()
     check_import_string(data.train, "data.train", problems)
     check_import_string(data.eval, "data.eval", problems)
@@ -158,19 +203,24 @@ def _parse_document(doc: Any, source: str | None) -> Config:
     return Config(model, auto, distillation, train, evaluation, data, output=output, source=source)
 
 
-def load_config(conf: Any, framework: str | None = None) -> Config:
+def load_config(conf: Any, framework: str | None = None, *, plugins: Registry | None = None) -> Config:
     """A :class:`Config` from a YAML path, a dict of any supported layout, or a config
-    object. Raises :class:`ConfigError` listing every problem with its path."""
+    object. Raises :class:`ConfigError` listing every problem with its path.
+
+    Loading reads no plugin. With ``plugins`` (``autokd.registry()``, loaded by whoever
+    runs the config: ``AutoDistillation``, ``autokd run``) the metric names of
+    ``constraints`` and of ``evaluation.<metric>`` options are checked too, against the
+    metrics a trial computes and the registered evaluators."""
     if isinstance(conf, Config):
         cfg = conf
     elif isinstance(conf, AutoDistillationConfig):
         cfg = Config(auto_distillation=conf)
     elif hasattr(conf, "to_autokd_config"):
-        cfg = load_config(conf.to_autokd_config())
+        cfg = load_config(conf.to_autokd_config(), plugins=plugins)
     elif isinstance(conf, str | os.PathLike):
-        cfg = _parse_document(_read_yaml(os.fspath(conf)), os.fspath(conf))
+        cfg = _parse_document(_read_yaml(os.fspath(conf)), os.fspath(conf), plugins)
     elif isinstance(conf, Mapping):
-        cfg = _parse_document(conf, None)
+        cfg = _parse_document(conf, None, plugins)
     else:
         raise ConfigError(f"expected a YAML file path, a dict or a config object, got {type_name(conf)}")
     if framework is not None and framework != cfg.model.framework:

@@ -193,7 +193,12 @@ class FinalDistillationConfig:
 
 @attrs.frozen
 class SearchConfig:
-    """``auto_distillation.search``."""
+    """``auto_distillation.search``.
+
+    :ivar advisor_options: the advisor's own options (e.g. autokd-optuna's ``storage``
+        and ``study_name``, which were keys of this section before 0.1: still read there,
+        with a :class:`DeprecationWarning`, and moved here).
+    """
 
     search_space: dict
     search_algorithm: str = "BO"
@@ -203,8 +208,6 @@ class SearchConfig:
     seed: int | None = None
     advisor_options: dict = _dict_field()
     constraints: list[str] = attrs.field(factory=list)
-    storage: str | None = None
-    study_name: str | None = None
     fidelity: FidelityConfig | None = None
     executor: ExecutorConfig = attrs.field(factory=ExecutorConfig)
 

@@ -171,7 +171,7 @@ class NevergradAdvisor(Advisor):
         if shared:
             raise ValueError(
                 f"nevergrad advisors keep their state in one process and cannot share a search "
-                f"through search.{' / search.'.join(shared)}: remove it, or use an autokd-optuna advisor "
+                f"through advisor_options.{' / advisor_options.'.join(shared)}: remove it, or use an autokd-optuna advisor "
                 f"(BO, TPE, NSGA2) to run one search from several processes"
             )
 

@@ -1,8 +1,8 @@
 """autokd-optuna: optuna's Gaussian-process BO, TPE and NSGA-II as autokd advisors.
 
 Advisors ``BO`` (aliases ``bayesian``, ``bo``), ``TPE`` and ``NSGA2`` drive optuna
-through ask-and-tell. With ``search.storage`` (e.g. ``journal:///shared/study.log``) and
-``search.study_name``, several ``autokd run`` processes, on one machine or many, work on
+through ask-and-tell. With ``advisor_options.storage`` (e.g.
+``journal:///shared/study.log``) and ``advisor_options.study_name``, several ``autokd run`` processes, on one machine or many, work on
 one search.
 """
 

@@ -39,8 +39,8 @@ class OptunaAdvisor(SharedStudyClaims, Advisor):
     Subclasses set :attr:`name`, :attr:`sampler_class`, :attr:`sampler_options` (the
     accepted ``search.advisor_options`` and their checks) and :attr:`sampler_defaults`.
 
-    Options common to all: ``storage`` and ``study_name`` (from ``search.storage`` and
-    ``search.study_name``: a shared study that several processes work on) and
+    Options common to all: ``storage`` and ``study_name`` (a shared study that several
+    processes work on) and
     ``max_repeats`` (default 10, BO: 2): how many times one :meth:`ask` lets the sampler
     re-propose known archs before the advisor proposes the unevaluated arch nearest to
     the sampler's last proposal.

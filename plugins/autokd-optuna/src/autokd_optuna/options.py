@@ -70,10 +70,7 @@ def check_options(
     accepted = {*COMMON_OPTIONS, *sampler_options}
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise ConfigError(
-            f"{OPTIONS_FIELD}: {name} does not accept {unknown}; accepted: "
-            f"{sorted(accepted - {'storage', 'study_name'})} (and search.storage / search.study_name)"
-        )
+        raise ConfigError(f"{OPTIONS_FIELD}: {name} does not accept {unknown}; accepted: {sorted(accepted)}")
     checks = dict(sampler_options, max_repeats=int_at_least(0))
     problems = []
     for key, check in checks.items():
@@ -85,7 +82,7 @@ def check_options(
         raise ConfigError(problems)
     if options.get("storage") is not None and not options.get("study_name"):
         raise ConfigError(
-            "auto_distillation.search.study_name: missing: search.storage is set "
+            "auto_distillation.search.advisor_options.study_name: missing: advisor_options.storage is set "
             f"({options['storage']!r}), so name the study, with the same name in every "
             "process that works on this search"
         )

@@ -1,4 +1,4 @@
-"""Open the optuna storage named by ``search.storage``: a journal file, a Redis journal
+"""Open the optuna storage named by ``search.advisor_options.storage``: a journal file, a Redis journal
 or an RDB URL. Shared storage is how one search runs in several processes or machines."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ __all__ = ["JOURNAL_SCHEME", "open_storage"]
 
 JOURNAL_SCHEME = "journal://"
 _RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
-_FIELD = "auto_distillation.search.storage"
+_FIELD = "auto_distillation.search.advisor_options.storage"
 _HOW = (
     "write journal:///absolute/path/study.log for a journal file (every process, on this machine or "
     "another one that mounts the same file system, points at the same file), redis://host:port for a "
@@ -31,7 +31,7 @@ def open_storage(url: str) -> Any:
     - ``sqlite:///...``, ``postgresql://...``, ``mysql://...``: returned as is, for
       :class:`optuna.storages.RDBStorage` (needs ``sqlalchemy`` and the database driver).
 
-    :raises autokd.ConfigError: naming ``search.storage`` and the fix.
+    :raises autokd.ConfigError: naming ``search.advisor_options.storage`` and the fix.
     """
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(f"{_FIELD}: expected a storage URL string, got {url!r}; {_HOW}")

@@ -97,7 +97,7 @@ def open_study(
         raise
     except Exception as exc:  # noqa: BLE001 - any storage failure (I/O, database, driver) is reported with its URL
         raise ConfigError(
-            f"auto_distillation.search.storage: optuna could not open study {study_name!r} in "
+            f"auto_distillation.search.advisor_options.storage: optuna could not open study {study_name!r} in "
             f"{storage_url!r}: {type(exc).__name__}: {exc}"
         ) from None
     if storage is not None:
@@ -114,19 +114,19 @@ def _check_study(
     objectives = [[o.name, o.higher_is_better] for o in objectives]
     attrs = study.user_attrs
     where = f"study {study_name!r} in {storage_url!r}"
-    fix = "use another search.study_name for a different search"
+    fix = "use another advisor_options.study_name for a different search"
     if theirs != directions:
         raise ConfigError(
-            f"auto_distillation.search.study_name: {where} optimises {theirs}, this search {directions}; {fix}"
+            f"auto_distillation.search.advisor_options.study_name: {where} optimises {theirs}, this search {directions}; {fix}"
         )
     if SPACE_ATTR in attrs and attrs[SPACE_ATTR] != space:
         raise ConfigError(
-            f"auto_distillation.search.study_name: {where} was created for the search space "
+            f"auto_distillation.search.advisor_options.study_name: {where} was created for the search space "
             f"{attrs[SPACE_ATTR]}, this search has {space}; {fix}"
         )
     if OBJECTIVES_ATTR in attrs and attrs[OBJECTIVES_ATTR] != objectives:
         raise ConfigError(
-            f"auto_distillation.search.study_name: {where} was created for the metrics "
+            f"auto_distillation.search.advisor_options.study_name: {where} was created for the metrics "
             f"{attrs[OBJECTIVES_ATTR]}, this search has {objectives}; {fix}"
         )
     if SPACE_ATTR not in attrs:
