@@ -37,7 +37,7 @@ from .output import check_output_plugins, save_outputs
 from .plugins import registry
 from .results import ResultStore, TrialRecord
 from .resume import refuse_recorded_trials, resumable_records
-from .runner import FatalSearchError, TrialRunner, accepts_budget, budget_refusal
+from .runner import TrialRunner, accepts_budget, budget_refusal
 from .schedule import FidelitySchedule
 from .space import SearchSpace
 from .summary import search_summary
@@ -49,8 +49,6 @@ log = logging.getLogger("autokd")
 # How often an advisor may re-propose evaluated (or running) points before the loop
 # proposes an unevaluated point itself (some optimisers keep proposing their incumbent).
 _MAX_REPEATS = 50
-
-_FatalSearchError = FatalSearchError  # the name before the runner had its own module
 
 
 class AutoDistillation:

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -275,10 +275,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("autokd: interrupted; recorded trials are kept (rerun with --resume)", file=sys.stderr)
         return 130
-
-
-def _entry() -> Callable[[], int]:  # pragma: no cover
-    return main
 
 
 if __name__ == "__main__":  # pragma: no cover

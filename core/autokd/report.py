@@ -60,10 +60,6 @@ class SearchView:
         raw = self.raw.get(record.trial, {})
         return raw.get("phase") or record_phase(record)
 
-    @property
-    def has_rungs(self) -> bool:
-        return any(self.rung(r) is not None for r in self.records)
-
 
 def _raw_records(path: str) -> dict[int, dict]:
     raw = {}
