@@ -42,6 +42,7 @@ from .executor import Executor, LocalExecutor, TrialTask
 from .fidelity import stage_fractions, stage_steps
 from .hookspecs import hookimpl, hookspec
 from .imports import import_object
+from .lazy import LazyObject, lazy_module_attrs, lazy_object, resolve_lazy
 from .output import OutputConfig, SaveContext
 from .plugins import registry
 from .report import write_report
@@ -57,6 +58,10 @@ from .runner import FatalSearchError, TrialRunner
 from .space import SearchSpace, SearchSpaceError
 
 __all__ = [
+    "resolve_lazy",
+    "lazy_object",
+    "lazy_module_attrs",
+    "LazyObject",
     "write_report",
     "worker",
     "teacher_cache",

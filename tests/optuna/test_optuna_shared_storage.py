@@ -28,7 +28,8 @@ def _records(output_dir: Path) -> list[dict]:
     ("algorithm", "metrics", "options", "trials_each"),
     [
         ("TPE", ["accuracy"], {"n_startup_trials": 5}, 12),
-        ("BO", ["accuracy", "latency"], {"n_startup_trials": 4}, 6),
+        # ~37 s: two processes each refitting a GP; run in CI, skippable with -m "not slow"
+        pytest.param("BO", ["accuracy", "latency"], {"n_startup_trials": 4}, 6, marks=pytest.mark.slow, id="BO"),
     ],
 )
 def test_two_processes_share_one_study_without_losing_a_trial(

@@ -19,8 +19,8 @@ first imported through this package, because transformers' TF models are Keras 2
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from autokd import lazy_module_attrs
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -69,16 +69,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .teacher import TeacherForward
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'autokd_tensorflow' has no attribute {name!r}")
-    module = _EXPORTS[name]
-    if module is None:
-        return importlib.import_module(f"{__name__}.{name}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_module_attrs(__name__, _EXPORTS)

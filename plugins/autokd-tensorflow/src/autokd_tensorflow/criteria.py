@@ -25,7 +25,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from autokd import ConfigError, registry
+from autokd import ConfigError, registry, resolve_lazy
 from autokd.distill import (
     DISTRIBUTION_LOSSES,
     DISTRIBUTION_TOLERANCE,
@@ -55,8 +55,7 @@ def get_loss(name: str, field: str = "loss_types"):
     except LookupError as exc:
         raise type(exc)(f"{field}: {exc}") from None
     # This plugin registers lazy stand-ins; training steps call the function itself.
-    load = getattr(loss_fn, "_autokd_load", None)
-    return load() if callable(load) else loss_fn
+    return resolve_lazy(loss_fn)
 
 
 def _labels_like(labels, logits):

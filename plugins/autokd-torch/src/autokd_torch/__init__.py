@@ -11,8 +11,7 @@ the ``autokd`` plugin entry point (``autokd_torch.plugin``) does not pull in tor
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from autokd import lazy_module_attrs
 
 __version__ = "0.1.0"
 
@@ -43,14 +42,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'autokd_torch' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_module_attrs(__name__, _EXPORTS)
