@@ -3,7 +3,7 @@
 import pathlib
 
 import pytest
-from core_helpers import seed_dict_config
+from autokd_testing import seed_dict_config
 
 import autokd
 from autokd import ConfigError, LayerMapping, Stage, load_config

@@ -9,7 +9,8 @@ import threading
 import time
 
 import pytest
-from core_helpers import seed_dict_config, synthetic_metrics
+from autokd_testing import seed_dict_config
+from core_helpers import synthetic_metrics
 
 import autokd
 from autokd import AutoDistillation, ConfigError, Objective, TrialRecord, pareto_front, plugins, select_best

@@ -4,7 +4,8 @@ import json
 import math
 
 import pytest
-from core_helpers import seed_dict_config, synthetic_metrics
+from autokd_testing import seed_dict_config
+from core_helpers import synthetic_metrics
 
 import autokd
 from autokd import AutoDistillation, Objective, TrialRecord, pareto_front, select_best

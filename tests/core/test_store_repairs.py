@@ -12,7 +12,8 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from core_helpers import seed_dict_config, synthetic_metrics
+from autokd_testing import seed_dict_config
+from core_helpers import synthetic_metrics
 
 import autokd
 from autokd import AutoDistillation, Objective, TrialRecord

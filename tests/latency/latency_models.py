@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
+from autokd_testing import tiny_bert_options
+
 
 def bert_config(**overrides):
     """The tiny BERT of these tests (eager attention unless overridden)."""
     from transformers import BertConfig
 
-    options = dict(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        vocab_size=99,
-        max_position_embeddings=64,
-    )
+    options = tiny_bert_options(max_position_embeddings=64)
     options.update(overrides)
     return BertConfig(**options)
 

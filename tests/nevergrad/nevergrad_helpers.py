@@ -8,15 +8,10 @@ import json
 import math
 import random
 
+from autokd_testing import MOBILEBERT_SPACE
+
 import autokd
 
-MOBILEBERT_SPACE = {
-    "hidden_size": [128, 246, 384, 512],
-    "intra_bottleneck_size": [64, 96, 128, 160],
-    "num_attention_heads": [1, 2, 4, 8],
-    "intermediate_size": [384, 512, 640],
-    "num_feedforward_networks": [2, 4, 6],
-}
 SPACE = autokd.SearchSpace(MOBILEBERT_SPACE)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from autokd_testing import tiny_bert_options
 
 from autokd import plugins
 
@@ -24,14 +25,7 @@ def tiny_bert(hidden_size=32, seed=0):
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
-    config = BertConfig(
-        hidden_size=hidden_size,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        vocab_size=99,
-        max_position_embeddings=32,
-    )
+    config = BertConfig(**tiny_bert_options(hidden_size=hidden_size))
     return BertModel(config).eval()
 
 

@@ -4,6 +4,7 @@ in-memory text-classification set, shared by the autokd-tensorflow tests."""
 from __future__ import annotations
 
 import numpy as np
+from autokd_testing import tiny_bert_options
 
 VOCAB, SEQ_LEN, N_LABELS = 99, 8, 2
 
@@ -11,15 +12,7 @@ VOCAB, SEQ_LEN, N_LABELS = 99, 8, 2
 def bert_config(**overrides):
     from transformers import BertConfig
 
-    values = dict(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        vocab_size=VOCAB,
-        max_position_embeddings=64,
-        num_labels=N_LABELS,
-    )
+    values = tiny_bert_options(max_position_embeddings=64, num_labels=N_LABELS)
     values.update(overrides)
     return BertConfig(**values)
 

@@ -7,6 +7,8 @@ import copy
 
 import pytest
 import torch
+from autokd_testing import VOCAB as TINY_VOCAB
+from autokd_testing import tiny_bert_options
 
 import autokd
 
@@ -15,7 +17,7 @@ import autokd
 # 64x128 linear layer under load).
 torch.set_num_threads(1)
 
-VOCAB = 99
+VOCAB = TINY_VOCAB
 SEQ_LEN = 8
 NUM_LABELS = 3
 
@@ -23,17 +25,7 @@ NUM_LABELS = 3
 def bert_config(**overrides):
     from transformers import BertConfig
 
-    options = dict(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        vocab_size=VOCAB,
-        max_position_embeddings=32,
-        num_labels=NUM_LABELS,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
+    options = tiny_bert_options(num_labels=NUM_LABELS, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     options.update(overrides)
     return BertConfig(**options)
 
