@@ -253,6 +253,9 @@ def test_a_train_function_without_budget_is_refused_with_the_fix(tmp_path):
     assert "takes no `budget` parameter" in message and "train_func(model, budget)" in message
     agent.train_func = lambda model, budget: model  # accepted
     agent.train_func = lambda model, *args: model  # accepted
+    # the same rule for a train function given to the constructor
+    with pytest.raises(ConfigError, match="takes no `budget` parameter"):
+        AutoDistillation(Student, config(), train_func=train_func)
 
 
 def test_a_final_distillation_killed_midway_is_resumed_alone(tmp_path):

@@ -26,6 +26,30 @@ def make_agent(trained, **search):
     return agent
 
 
+def test_the_functions_and_inputs_are_keywords_of_the_constructor_and_attributes(tmp_path):
+    trained = []
+
+    def train_func(model):
+        trained.append(dict(model))
+        return model
+
+    agent = AutoDistillation(
+        lambda arch: dict(arch),
+        seed_dict_config(max_trials=2),
+        train_func=train_func,
+        eval_func=synthetic_metrics,
+        example_inputs=[1, 2],
+        eval_data="eval",
+        show_progress=False,
+    )
+    assert (agent.train_func, agent.eval_func) == (train_func, synthetic_metrics)
+    assert (agent.example_inputs, agent.eval_data, agent.show_progress) == ([1, 2], "eval", False)
+    agent.search_loop(tmp_path)
+    assert [r["arch"] for r in read_trials(tmp_path)] == trained and len(trained) == 2
+    with pytest.raises(TypeError):
+        AutoDistillation(lambda arch: arch, seed_dict_config(), None)  # keywords only: no third positional
+
+
 def read_trials(path):
     return [json.loads(line) for line in (path / "trials.jsonl").read_text().splitlines()]
 
