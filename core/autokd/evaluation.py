@@ -28,7 +28,7 @@ def metric_value(value: Any) -> float | None:
         if isinstance(value, bool) or not isinstance(value, numbers.Number):
             return None
     try:
-        number = float(value)
+        number = float(value)  # type: ignore[arg-type]  # a numbers.Number (complex raises TypeError)
     except (TypeError, ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None

@@ -30,6 +30,8 @@ class SearchSpace(Mapping[str, list]):
     :meth:`encode` / :meth:`decode` (the index of each choice).
     """
 
+    _choices: dict[str, tuple]
+
     def __init__(self, choices: Mapping[str, Sequence[Any]]):
         if isinstance(choices, SearchSpace):
             choices = choices._choices

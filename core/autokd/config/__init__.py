@@ -23,6 +23,7 @@ The package, one job per module: :mod:`~autokd.config.schema` (the attrs classes
 
 from __future__ import annotations
 
+from ..output import OutputConfig
 from .loading import MAX_YAML_NODES, load_config, to_dict
 from .schema import (
     FRAMEWORKS,
@@ -41,7 +42,6 @@ from .schema import (
     LayerMapping,
     LRSchedulerConfig,
     ModelConfig,
-    OutputConfig,
     SearchConfig,
     Stage,
     TeacherCacheConfig,

@@ -14,7 +14,7 @@ import attrs
 import cattrs
 
 from ..errors import ConfigError
-from ..output import check_output
+from ..output import OutputConfig, check_output
 from .checks import (
     check_final,
     check_import_string,
@@ -32,7 +32,6 @@ from .schema import (
     EvaluationConfig,
     FinalDistillationConfig,
     ModelConfig,
-    OutputConfig,
     SearchConfig,
     TrainConfig,
 )
