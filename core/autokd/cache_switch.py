@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["DISABLED", "NOT_CONFIGURED", "WEIGHTS_CHANGED", "CacheSwitch"]
+__all__ = ["DISABLED", "NOT_CONFIGURED", "WEIGHTS_CHANGED", "CacheSwitch", "run_record"]
 
 NOT_CONFIGURED = "no teacher-output cache was configured"
 DISABLED = "disabled by train.teacher_cache.enabled: false"
@@ -48,3 +48,17 @@ class CacheSwitch:
 
     def new_run(self) -> None:
         self.run_off = None
+
+
+def run_record(store: Any, reason: str | None, hits: int, misses: int, prefilled: int) -> dict:
+    """A trial's ``extras.teacher_cache``: ``enabled``, ``hits`` and ``misses`` (in
+    examples), ``reason`` when off, and with a store its bytes in memory and on disk, its
+    dtype and directory (made reusable first: flushed) and ``prefilled``."""
+    record: dict[str, Any] = {"enabled": reason is None, "hits": hits, "misses": misses}
+    if reason is not None:
+        record["reason"] = reason
+    if store is not None:
+        store.flush()
+        record.update(store.stats())
+        record["prefilled"] = prefilled
+    return record

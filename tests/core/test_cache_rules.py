@@ -12,7 +12,7 @@ import logging
 import pytest
 
 from autokd import AutoKDError
-from autokd.cache_switch import DISABLED, NOT_CONFIGURED, WEIGHTS_CHANGED, CacheSwitch
+from autokd.cache_switch import DISABLED, NOT_CONFIGURED, WEIGHTS_CHANGED, CacheSwitch, run_record
 from autokd.config import TeacherCacheConfig
 from autokd.teacher_cache import TeacherOutputStore, collator_fingerprint, dataset_fingerprint
 
@@ -100,3 +100,23 @@ def test_a_feature_matcher_starts_as_the_basis_and_zero_bias():
     assert np.array_equal(bias, np.zeros(3))
     assert matcher_init(projection, student_dim=3, teacher_dim=2) is None
     assert matcher_init(None, student_dim=2, teacher_dim=3) is None
+
+
+def test_a_trial_record_says_whether_the_cache_served_and_what_it_holds(tmp_path):
+    assert run_record(None, NOT_CONFIGURED, hits=0, misses=7, prefilled=0) == {
+        "enabled": False,
+        "hits": 0,
+        "misses": 7,
+        "reason": NOT_CONFIGURED,
+    }
+    store = TeacherOutputStore(directory=tmp_path)
+    assert run_record(store, None, hits=5, misses=2, prefilled=4) == {
+        "enabled": True,
+        "hits": 5,
+        "misses": 2,
+        "dtype": "float32",
+        "bytes_in_memory": 0,
+        "bytes_on_disk": 0,
+        "directory": None,
+        "prefilled": 4,
+    }

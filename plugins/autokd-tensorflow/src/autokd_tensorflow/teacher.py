@@ -31,7 +31,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from autokd.cache_switch import WEIGHTS_CHANGED, CacheSwitch
+from autokd.cache_switch import WEIGHTS_CHANGED, CacheSwitch, run_record
 from autokd.teacher_cache import (
     LOGITS,
     CacheFingerprint,
@@ -173,14 +173,7 @@ class TeacherForward:
         (``enabled``, ``hits`` and ``misses`` in examples, ``reason`` when off, the
         store's bytes in memory and on disk, ``prefilled``)."""
         hits, misses = self.hits - self._run_start[0], self.misses - self._run_start[1]
-        record: dict[str, Any] = {"enabled": self.cache_enabled, "hits": hits, "misses": misses}
-        reason = self.cache_off_reason
-        if reason is not None:
-            record["reason"] = reason
-        if self.store is not None:
-            self.store.flush()
-            record.update(self.store.stats())
-            record["prefilled"] = self._prefilled
+        record = run_record(self.store, self.cache_off_reason, hits, misses, self._prefilled)
         self._prefilled = 0
         return record
 

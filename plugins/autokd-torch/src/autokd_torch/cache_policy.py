@@ -26,7 +26,7 @@ from typing import Any
 
 from torch import nn
 
-from autokd.cache_switch import DISABLED, WEIGHTS_CHANGED, CacheSwitch
+from autokd.cache_switch import DISABLED, WEIGHTS_CHANGED, CacheSwitch, run_record
 from autokd.worker import in_executor_worker
 
 from .cache import CacheFingerprint, TeacherOutputCache, collator_fingerprint, dataset_fingerprint, teacher_fingerprint
@@ -226,13 +226,6 @@ class CachePolicy:
         (``enabled``, ``hits`` and ``misses`` counted in examples, bytes in memory and on
         disk; ``reason`` when off)."""
         hits, misses = self.hits - self._run_start[0], self.misses - self._run_start[1]
-        record: dict[str, Any] = {"enabled": self.cache_enabled, "hits": hits, "misses": misses}
-        reason = self.cache_off_reason
-        if reason is not None:
-            record["reason"] = reason
-        if self.cache is not None:
-            self.cache.flush()
-            record.update(self.cache.stats())
-            record["prefilled"] = self._prefilled
+        record = run_record(self.cache, self.cache_off_reason, hits, misses, self._prefilled)
         self._prefilled = 0
         return record
