@@ -7,14 +7,14 @@ discovered through the ``autokd`` entry-point group on first use.
 
 Everything a plugin takes from the core is here: the names below, and the modules of
 framework-neutral rules that backends share (``autokd.distill``, ``autokd.teacher_cache``,
-``autokd.init_basis``, ``autokd.worker``), each with its own ``__all__``.
+``autokd.init_basis``, ``autokd.cache_switch``, ``autokd.worker``), each with its own ``__all__``.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import distill, init_basis, teacher_cache, worker
+from . import cache_switch, distill, init_basis, teacher_cache, worker
 from ._trial import TrialContext, current_trial, record_extra
 from .advisor import Advisor, GridAdvisor, Objective, RandomAdvisor, SearchExhausted
 from .autodistillation import AutoDistillation
@@ -65,6 +65,7 @@ __all__ = [
     "write_report",
     "worker",
     "teacher_cache",
+    "cache_switch",
     "stage_steps",
     "stage_fractions",
     "main_process_is_alone",

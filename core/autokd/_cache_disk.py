@@ -21,7 +21,7 @@ _MIN_FREE = 2**30
 _CHECK_EVERY = 64 * _MB
 
 
-class _DiskFile:
+class DiskFile:
     """One output's rows, appended to a raw file and read back through ``np.memmap``."""
 
     def __init__(self, path: str, dtype: str):
@@ -96,15 +96,16 @@ class _DiskFile:
         self._mapped = 0
 
 
-class _DiskTier:
+class DiskTier:
     """``<root>/<digest>/``: a manifest, and per output a ``.bin`` of rows and a ``.npy``
     index of ``(example index, offset, shape...)``."""
 
     MANIFEST = "manifest.json"
 
-    def __init__(self, path: str, fingerprint: Any, dtype: str, budget: int | None):
+    def __init__(self, path: str, fingerprint: Any, dtype: str, budget: int | None, logger: Any = None):
         self.path, self.fingerprint, self.dtype, self.budget = path, fingerprint, dtype, budget
-        self.files: dict[str, _DiskFile] = {}
+        self.log = logger or log
+        self.files: dict[str, DiskFile] = {}
         self.meta: dict[str, dict] = {}
         self.full = False
         self._unchecked = _CHECK_EVERY  # check the free space before the first write
@@ -122,7 +123,7 @@ class _DiskTier:
             index_path = os.path.join(self.path, meta["file"] + ".npy")
             if not os.path.exists(index_path):
                 continue
-            file = _DiskFile(os.path.join(self.path, meta["file"] + ".bin"), self.dtype)
+            file = DiskFile(os.path.join(self.path, meta["file"] + ".bin"), self.dtype)
             file.load_index(index_path)
             self.files[name], self.meta[name] = file, meta
         return sum(len(f.entries) for f in self.files.values())
@@ -137,7 +138,7 @@ class _DiskTier:
             from .teacher_cache import KeyMeta
 
             return KeyMeta(tuple(token_dims), stored["out_dtype"])
-        log.info(
+        self.log.info(
             "teacher cache: dropping the stored rows of %s in %s: stored with per-token dims %s, now %s",
             name,
             self.path,
@@ -158,7 +159,7 @@ class _DiskTier:
         if self.full:
             return False
         if self.budget is not None and self.bytes + row.nbytes > self.budget:
-            log.info(
+            self.log.info(
                 "teacher cache: the disk budget (%.1f MB) is used up in %s; further outputs run the live teacher",
                 self.budget / _MB,
                 self.path,
@@ -171,7 +172,7 @@ class _DiskTier:
                 self._unchecked = 0
                 free = shutil.disk_usage(self.path).free
                 if free < _MIN_FREE + _CHECK_EVERY:
-                    log.warning(
+                    self.log.warning(
                         "teacher cache: only %.0f MB free on the disk of %s; further outputs run the live "
                         "teacher (set train.teacher_cache.disk_budget_mb or directory)",
                         free / _MB,
@@ -185,12 +186,14 @@ class _DiskTier:
         file = self.files.get(name)
         if file is None:
             stem = hashlib.sha256(name.encode()).hexdigest()[:16]
-            file = self.files[name] = _DiskFile(os.path.join(self.path, stem + ".bin"), self.dtype)
+            file = self.files[name] = DiskFile(os.path.join(self.path, stem + ".bin"), self.dtype)
             self.meta[name] = {"file": stem, "token_dims": list(meta.token_dims), "out_dtype": meta.out_dtype}
         try:
             file.append(index, row)
         except OSError as exc:  # e.g. the disk is full: what does not fit runs live
-            log.warning("teacher cache: cannot write to %s (%s); further outputs run the live teacher", self.path, exc)
+            self.log.warning(
+                "teacher cache: cannot write to %s (%s); further outputs run the live teacher", self.path, exc
+            )
             self.full = True
             return False
         return True

@@ -13,8 +13,8 @@ manifest and ``.npy`` indices loaded with ``allow_pickle=False``: nothing is unp
 
 A store on disk is reused (``--resume``) only by a run with the same
 :class:`CacheFingerprint` (the teacher's weights, the training data, the collator, the
-storage dtype, the format); any other found under ``directory`` is refused and the log
-says what differs. ``float32`` rows rebuild the live outputs exactly; ``float16`` rows
+storage dtype, the format: :mod:`autokd.cache_fingerprint`); any other found under
+``directory`` is refused and the log says what differs. ``float32`` rows rebuild the live outputs exactly; ``float16`` rows
 are rounded (half the memory).
 
 numpy is imported inside the functions that need it: ``import autokd`` stays light.
@@ -22,28 +22,43 @@ numpy is imported inside the functions that need it: ``import autokd`` stays lig
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 
-from ._cache_disk import _DiskTier
+from ._cache_disk import DiskTier
+from .cache_fingerprint import (
+    FORMAT_VERSION,
+    CacheFingerprint,
+    LeafHasher,
+    collator_fingerprint,
+    content_fingerprint,
+    dataset_fingerprint,
+    declared_fingerprint,
+    update_array_bytes,
+    update_value,
+    weights_fingerprint,
+)
 from .config import TeacherCacheConfig
-from .errors import ConfigError
+from .errors import AutoKDError, ConfigError
 
 __all__ = [
     "FORMAT_VERSION",
     "LOGITS",
     "CacheFingerprint",
     "KeyMeta",
+    "LeafHasher",
     "TeacherOutputStore",
+    "collator_fingerprint",
     "content_fingerprint",
+    "dataset_fingerprint",
     "declared_fingerprint",
     "output_key_name",
+    "update_array_bytes",
     "update_value",
     "weights_fingerprint",
 ]
@@ -51,103 +66,8 @@ __all__ = [
 log = logging.getLogger("autokd.teacher_cache")
 
 LOGITS = "logits"  # the key of the teacher's logits; features are keyed by (layer, process)
-FORMAT_VERSION = 1
 DTYPES = ("float32", "float16")
 _MB = 2**20
-
-
-# --- fingerprints ------------------------------------------------------------------------
-
-
-def _update_array(h: Any, array: Any) -> None:
-    import numpy as np
-
-    a = np.ascontiguousarray(array)
-    h.update(f"{a.dtype}{tuple(a.shape)}".encode())
-    h.update(a.reshape(-1).view(np.uint8).tobytes())
-
-
-def update_value(h: Any, value: Any) -> None:
-    """Hash a nested value of numpy arrays (or objects with ``__array__``), mappings,
-    sequences and plain scalars into ``h``."""
-    import numpy as np
-
-    if isinstance(value, np.ndarray) or (hasattr(value, "__array__") and not isinstance(value, str | bytes)):
-        h.update(b"N")
-        _update_array(h, np.asarray(value))
-    elif isinstance(value, Mapping):
-        h.update(b"{")
-        for key in sorted(value, key=repr):
-            h.update(repr(key).encode())
-            update_value(h, value[key])
-        h.update(b"}")
-    elif isinstance(value, tuple | list):
-        h.update(b"[")
-        for item in value:
-            update_value(h, item)
-        h.update(b"]")
-    else:
-        # str, numbers, None; anything else by its repr (an unstable repr only means the
-        # cache is not reused by a later run)
-        h.update(f"{type(value).__name__}:{value!r}".encode())
-
-
-def weights_fingerprint(model_type: str, named_weights: Iterable[tuple[str, Any]]) -> str:
-    """A hash of a teacher: its class and each named weight (numpy arrays)."""
-    h = hashlib.sha256(model_type.encode())
-    for name, value in named_weights:
-        h.update(name.encode())
-        _update_array(h, value)
-    return h.hexdigest()[:32]
-
-
-def content_fingerprint(value: Any) -> str:
-    """A hash of training data given as (nested) arrays."""
-    h = hashlib.sha256()
-    update_value(h, value)
-    return h.hexdigest()[:32]
-
-
-def declared_fingerprint(dataset: Any) -> str | None:
-    """The dataset's own ``cache_fingerprint`` (a string that changes whenever its
-    content does), or a Hugging Face ``datasets.Dataset``'s ``_fingerprint``; None."""
-    declared = getattr(dataset, "cache_fingerprint", None)
-    if isinstance(declared, str) and declared:
-        return "declared:" + declared
-    hf = getattr(dataset, "_fingerprint", None)
-    if isinstance(hf, str) and hf:
-        return "datasets:" + hf
-    return None
-
-
-@attrs.frozen
-class CacheFingerprint:
-    """What a cache on disk was made from; its :meth:`digest` names its directory."""
-
-    teacher: str
-    data: str
-    collator: str
-    dtype: str
-    format: int = FORMAT_VERSION
-
-    _WHAT: ClassVar[dict[str, str]] = {
-        "teacher": "the teacher's weights",
-        "data": "the training data",
-        "collator": "the data collator",
-        "dtype": "the storage dtype",
-        "format": "the cache format",
-    }
-
-    def as_dict(self) -> dict:
-        return attrs.asdict(self)
-
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
-
-    def differences(self, other: Mapping[str, Any]) -> list[str]:
-        """What differs from a fingerprint read from a manifest, in words."""
-        mine = self.as_dict()
-        return [self._WHAT[key] for key in mine if other.get(key) != mine[key]]
 
 
 def output_key_name(key: Any) -> str | None:
@@ -185,7 +105,14 @@ class TeacherOutputStore:
         stays free).
     :param prefill: the backend runs the teacher over the whole training set first.
     :param enabled: False turns the cache off.
+
+    Rows are numpy arrays; a backend that keeps its own tensors in memory (autokd-torch)
+    overrides :meth:`to_row`, :meth:`row_nbytes`, :meth:`disk_row` and :meth:`from_disk`,
+    and nothing else. With ``disk_read_only`` (set by a backend in an executor's worker,
+    whose files other trials share) the files are read, never written.
     """
+
+    LOGGER = "autokd.teacher_cache"  # a backend's store logs under its backend's name
 
     def __init__(
         self,
@@ -210,11 +137,13 @@ class TeacherOutputStore:
         self.meta: dict[Any, KeyMeta] = {}
         self._memory: dict[Any, dict[int, Any]] = {}
         self.memory_bytes = 0
-        self._disk: _DiskTier | None = None
+        self._disk: DiskTier | None = None
         self._root: str | None = None
         self._fingerprint_fn: Callable[[], CacheFingerprint] | None = None
         self._fingerprint: CacheFingerprint | None = None
         self._disk_unavailable_logged = False
+        self.disk_read_only = False
+        self.log = logging.getLogger(self.LOGGER)
 
     @classmethod
     def from_config(cls, config: TeacherCacheConfig | Mapping[str, Any]) -> TeacherOutputStore:
@@ -234,6 +163,23 @@ class TeacherOutputStore:
             config.enabled,
         )
 
+    @classmethod
+    def coerce(cls, cache: Any) -> TeacherOutputStore | None:
+        """The store a backend's ``cache=`` argument names: None or False (no cache), True
+        (the defaults), a store of this class, or ``train.teacher_cache`` (a
+        ``TeacherCacheConfig`` or its dict)."""
+        if cache is None or cache is False:
+            return None
+        if cache is True:
+            return cls()
+        if isinstance(cache, cls):
+            return cache
+        if isinstance(cache, TeacherCacheConfig | Mapping):
+            return cls.from_config(cache)
+        raise AutoKDError(
+            f"cache: expected a {cls.__name__}, a train.teacher_cache config, True or None, got {type(cache).__name__}"
+        )
+
     # --- binding to a teacher and a dataset ---------------------------------------------
     def bind(self, fingerprint: Callable[[], CacheFingerprint], root: str | None) -> None:
         """Start storing for a new teacher / dataset: forget what is stored.
@@ -243,10 +189,21 @@ class TeacherOutputStore:
         self._root = self.directory or root
         self._disk_unavailable_logged = False
 
+    @property
+    def root(self) -> str | None:
+        """The directory the store's files go under (``<root>/<digest>/``), if any."""
+        return self._root
+
+    def set_root(self, root: str | None) -> None:
+        """The default directory (``<output_dir>/teacher_cache``) once it is known."""
+        if self.directory is None and self._disk is None and root is not None:
+            self._root = root
+
     def clear(self) -> None:
         """Forget every stored row (files on disk stay, for a later run)."""
         if self._disk is not None:
-            self._disk.flush()
+            if not self.disk_read_only:
+                self._disk.flush()
             self._disk.close()
             self._disk = None
         self._memory.clear()
@@ -273,22 +230,24 @@ class TeacherOutputStore:
         fingerprint = self.fingerprint
         reused = 0
         for entry in sorted(os.listdir(root)):
-            manifest_path = os.path.join(root, entry, _DiskTier.MANIFEST)
+            manifest_path = os.path.join(root, entry, DiskTier.MANIFEST)
             if not os.path.isfile(manifest_path):
                 continue
             try:
                 with open(manifest_path, encoding="utf-8") as fh:
                     stored = json.load(fh).get("fingerprint") or {}
             except (OSError, ValueError) as exc:
-                log.warning("teacher cache: not reusing %s: unreadable manifest (%s)", os.path.join(root, entry), exc)
+                self.log.warning(
+                    "teacher cache: not reusing %s: unreadable manifest (%s)", os.path.join(root, entry), exc
+                )
                 continue
             differences = fingerprint.differences(stored)
             if entry == fingerprint.digest() and not differences and self._disk is None:
-                self._disk = _DiskTier(os.path.join(root, entry), fingerprint, self.dtype, self.disk_budget)
+                self._disk = DiskTier(os.path.join(root, entry), fingerprint, self.dtype, self.disk_budget, self.log)
                 reused = self._disk.load()
-                log.info("teacher cache: reusing %d stored outputs from %s", reused, self._disk.path)
+                self.log.info("teacher cache: reusing %d stored outputs from %s", reused, self._disk.path)
             elif differences:
-                log.warning(
+                self.log.warning(
                     "teacher cache: refusing the stale cache in %s: %s differ%s from this run's (it is left "
                     "on disk; delete it to free the space)",
                     os.path.join(root, entry),
@@ -297,12 +256,14 @@ class TeacherOutputStore:
                 )
         return reused
 
-    def _open_disk(self) -> _DiskTier | None:
+    def _open_disk(self) -> DiskTier | None:
         if self._disk is not None:
             return self._disk
+        if self.disk_read_only:
+            return None
         if self._root is None:
             if not self._disk_unavailable_logged:
-                log.info(
+                self.log.info(
                     "teacher cache: the memory budget (%.0f MB) is used up and there is no directory for the "
                     "rest: set train.teacher_cache.directory (or give the search an output directory); the "
                     "remaining examples run the live teacher",
@@ -313,16 +274,41 @@ class TeacherOutputStore:
         fingerprint = self.fingerprint
         path = os.path.join(self._root, fingerprint.digest())
         try:
-            self._disk = _DiskTier(path, fingerprint, self.dtype, self.disk_budget)
-            if os.path.isfile(os.path.join(path, _DiskTier.MANIFEST)):
+            self._disk = DiskTier(path, fingerprint, self.dtype, self.disk_budget, self.log)
+            if os.path.isfile(os.path.join(path, DiskTier.MANIFEST)):
                 self._disk.load()
             self._disk.flush()
         except OSError as exc:
-            log.warning("teacher cache: cannot use %s (%s); the remaining examples run the live teacher", path, exc)
+            self.log.warning(
+                "teacher cache: cannot use %s (%s); the remaining examples run the live teacher", path, exc
+            )
             self._root, self._disk = None, None
             return None
-        log.info("teacher cache: memory budget used up; further outputs go to %s", path)
+        self.log.info("teacher cache: memory budget used up; further outputs go to %s", path)
         return self._disk
+
+    # --- rows: what a backend keeps in memory ---------------------------------------------
+    def to_row(self, row: Any) -> Any:
+        """A copy of ``row`` in the storage dtype, as kept in memory."""
+        import numpy as np
+
+        return np.array(row, dtype=self.dtype, copy=True, order="C")
+
+    def row_nbytes(self, row: Any) -> int:
+        """The bytes of a stored row."""
+        return int(row.nbytes)
+
+    def keep_in_memory(self, row: Any) -> Any:
+        """A stored row as it stays in memory (autokd-torch pins it for a CUDA device)."""
+        return row
+
+    def disk_row(self, row: Any) -> Any:
+        """A stored row as the numpy array written to disk."""
+        return row
+
+    def from_disk(self, array: Any) -> Any:
+        """A row read from disk (numpy, the storage dtype) as :meth:`get` returns it."""
+        return array
 
     # --- rows ---------------------------------------------------------------------------
     def layout(self, key: Any, token_dims: tuple[int, ...]) -> KeyMeta | None:
@@ -347,25 +333,26 @@ class TeacherOutputStore:
             return row
         name = output_key_name(key) if self._disk is not None else None
         file = None if name is None else self._disk.files.get(name)
-        return None if file is None else file.read(index)
+        array = None if file is None else file.read(index)
+        return None if array is None else self.from_disk(array)
 
     def put(self, key: Any, index: int, row: Any) -> Any:
         """Store example ``index``'s row (memory first, then disk); the stored row, or
         None when it fits nowhere (the teacher then runs live for it)."""
-        import numpy as np
-
-        stored = np.array(row, dtype=self.dtype, copy=True, order="C")
-        if self.memory_bytes + stored.nbytes <= self.memory_budget:
+        stored = self.to_row(row)
+        nbytes = self.row_nbytes(stored)
+        if self.memory_bytes + nbytes <= self.memory_budget:
+            stored = self.keep_in_memory(stored)
             rows = self._memory.setdefault(key, {})
             old = rows.get(index)
             if old is not None:
-                self.memory_bytes -= old.nbytes
+                self.memory_bytes -= self.row_nbytes(old)
             rows[index] = stored
-            self.memory_bytes += stored.nbytes
+            self.memory_bytes += nbytes
             return stored
         name = output_key_name(key)
         disk = None if name is None else self._open_disk()
-        if disk is None or not disk.put(name, self.meta[key], index, stored):
+        if disk is None or self.disk_read_only or not disk.put(name, self.meta[key], index, self.disk_row(stored)):
             return None
         return stored
 
@@ -383,7 +370,7 @@ class TeacherOutputStore:
 
     def flush(self) -> None:
         """Make what is on disk reusable by a later run (at the end of a trial)."""
-        if self._disk is not None:
+        if self._disk is not None and not self.disk_read_only:
             self._disk.flush()
 
     def close(self) -> None:

@@ -523,3 +523,21 @@ def test_the_report_of_a_minilm_shaped_student_is_json_and_the_teacher_is_unchan
     assert student.cls.predictions.decoder.weight is student.bert.embeddings.word_embeddings.weight
     assert all(torch.equal(p, teacher_before[n]) for n, p in teacher.named_parameters())
     assert teacher.training is False and copy.deepcopy(report).to_dict() == report.to_dict()
+
+
+def test_a_smaller_head_is_projected_on_torchs_singular_vectors():
+    # Singular vectors are unique up to sign: the core's rule runs on torch's SVD, so a
+    # student initialised before the maths moved to autokd.init_basis is initialised alike.
+    teacher = bert(num_hidden_layers=1)
+    student = bert(seed=3, num_hidden_layers=1, num_attention_heads=8)  # head size 4 < 8
+    initialize_from_teacher(student, teacher, heads="first")
+    t_self = teacher.encoder.layer[0].attention.self
+    s_self = student.encoder.layer[0].attention.self
+    rows, scale = slice(0, 8), math.sqrt(4 / 8)
+    w = {k: getattr(t_self, k).weight.detach().double()[rows] for k in ("query", "key")}
+    b = {k: getattr(t_self, k).bias.detach().double()[rows] for k in ("query", "key")}
+    qk = torch.cat([w["query"] * scale, (b["query"] * scale)[:, None], w["key"], b["key"][:, None]], 1)
+    basis = torch.linalg.svd(qk, full_matrices=False)[0][:, :4]
+    expected = (basis.T @ (w["query"] * scale)).float()
+    assert torch.equal(s_self.query.weight.detach()[:4], expected)
+    assert torch.equal(s_self.key.weight.detach()[:4], (basis.T @ w["key"]).float())

@@ -322,7 +322,7 @@ def test_without_a_disk_budget_the_disk_tier_stops_while_a_gigabyte_is_free(tmp_
 
     usage = collections.namedtuple("usage", "total used free")
     free = {"bytes": 2**30 + 65 * 2**20}
-    monkeypatch.setattr("autokd_torch.cache.shutil.disk_usage", lambda path: usage(0, 0, free["bytes"]))
+    monkeypatch.setattr("autokd._cache_disk.shutil.disk_usage", lambda path: usage(0, 0, free["bytes"]))
     forward = TeacherForward(
         teacher_model(), [HIDDEN1], cache=TeacherOutputCache(memory_budget_mb=0, directory=tmp_path)
     )

@@ -31,8 +31,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from autokd import AutoKDError
-from autokd import TeacherCacheConfig
+from autokd.cache_switch import WEIGHTS_CHANGED, CacheSwitch, run_record
 from autokd.teacher_cache import (
     LOGITS,
     CacheFingerprint,
@@ -65,20 +64,6 @@ def teacher_fingerprint(model: Any) -> str:
     if not getattr(model, "built", True) and hasattr(model, "dummy_inputs"):
         model(model.dummy_inputs, training=False)  # a transformers model makes its weights on its first call
     return weights_fingerprint(kind, ((w.name, w.numpy()) for w in model.weights))
-
-
-def _make_store(cache: Any) -> TeacherOutputStore | None:
-    if cache is None or cache is False:
-        return None
-    if cache is True:
-        return TeacherOutputStore()
-    if isinstance(cache, TeacherOutputStore):
-        return cache
-    if isinstance(cache, TeacherCacheConfig | Mapping):
-        return TeacherOutputStore.from_config(cache)
-    raise AutoKDError(
-        f"cache: expected a TeacherOutputStore, a train.teacher_cache config, True or None, got {type(cache).__name__}"
-    )
 
 
 def _keys(criterion: Any) -> list | None:
@@ -114,14 +99,12 @@ class TeacherForward:
 
     def __init__(self, teacher_model: Any, cache: Any = None, output_dir: str | os.PathLike | None = None):
         self.teacher_model = teacher_model
-        self.store = _make_store(cache)
+        self.store = TeacherOutputStore.coerce(cache)
         self.output_dir = None if output_dir is None else os.fspath(output_dir)
         self.hits = 0
         self.misses = 0
         self._run_start = (0, 0)
-        self._off: str | None = None  # why the cache is off for good
-        self._run_off: str | None = None  # why it is off for this trial
-        self._logged: set[str] = set()
+        self._switch = CacheSwitch(log)  # why the cache is off, for good or for this trial
         self._weights_hash: str | None = None
         self._data: Any = None
         self._arrays: tuple[Any, Any] | None = None
@@ -131,11 +114,7 @@ class TeacherForward:
 
     @property
     def cache_off_reason(self) -> str | None:
-        if self.store is None:
-            return "no teacher-output cache was configured"
-        if not self.store.enabled:
-            return "disabled by train.teacher_cache.enabled: false"
-        return self._off or self._run_off or (None if self._arrays is not None else "not prepared for training data")
+        return self._switch.reason(self.store, None if self._arrays is not None else "not prepared for training data")
 
     @property
     def cache_enabled(self) -> bool:
@@ -143,15 +122,10 @@ class TeacherForward:
 
     def _turn_off(self, reason: str, for_good: bool) -> None:
         if for_good:
-            self._off = reason
             if self.store is not None:
                 self.store.clear()
             self._arrays, self._data = None, None
-        else:
-            self._run_off = reason
-        if reason not in self._logged:
-            self._logged.add(reason)
-            (log.warning if for_good else log.info)("teacher cache off: %s", reason)
+        self._switch.turn_off(reason, for_good, warn=for_good)
 
     # --- a trial --------------------------------------------------------------------------
     def prepare(self, train_data: Any, output_dir: str | os.PathLike | None = None) -> None:
@@ -159,21 +133,17 @@ class TeacherForward:
         carries example indices (arrays), and bind the store to them (reusing a matching
         store left on disk)."""
         self._run_start = (self.hits, self.misses)
-        self._run_off = None
+        self._switch.new_run()
         if output_dir is not None:
             self.output_dir = os.fspath(output_dir)
         store = self.store
-        if store is None or not store.enabled or self._off is not None:
+        if store is None or not store.enabled or self._switch.off is not None:
             return
         weights_hash = teacher_fingerprint(self.teacher_model)
         if self._weights_hash is None:
             self._weights_hash = weights_hash
         elif weights_hash != self._weights_hash:
-            self._turn_off(
-                "the teacher's weights changed since its outputs were stored: it is not frozen, so its "
-                "outputs cannot be reused",
-                for_good=True,
-            )
+            self._turn_off(WEIGHTS_CHANGED, for_good=True)
             return
         if train_data is self._data and self._arrays is not None:
             return
@@ -203,14 +173,7 @@ class TeacherForward:
         (``enabled``, ``hits`` and ``misses`` in examples, ``reason`` when off, the
         store's bytes in memory and on disk, ``prefilled``)."""
         hits, misses = self.hits - self._run_start[0], self.misses - self._run_start[1]
-        record: dict[str, Any] = {"enabled": self.cache_enabled, "hits": hits, "misses": misses}
-        reason = self.cache_off_reason
-        if reason is not None:
-            record["reason"] = reason
-        if self.store is not None:
-            self.store.flush()
-            record.update(self.store.stats())
-            record["prefilled"] = self._prefilled
+        record = run_record(self.store, self.cache_off_reason, hits, misses, self._prefilled)
         self._prefilled = 0
         return record
 

@@ -30,9 +30,10 @@ from autokd.distill import normalize_layer_mappings as _normalize_layer_mappings
 from .cache import LOGITS
 from .data import logits_of
 from .features import FeatureCapture, FeatureSpec, uses_attention_maps
+from .hf_attention import use_eager_attention
 from .losses import get_loss
 from .padding import real_positions, zero_padded
-from .teacher import TeacherForward, TeacherOutputs, use_eager_attention
+from .teacher import TeacherForward, TeacherOutputs
 
 __all__ = [
     "DistillationCriterion",

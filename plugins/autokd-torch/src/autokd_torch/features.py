@@ -27,7 +27,7 @@ from torch import nn
 from autokd import ConfigError
 from autokd.distill import describe_output, select_output
 
-__all__ = ["FeatureSpec", "FeatureCapture", "find_module", "apply_process", "uses_attention_maps"]
+__all__ = ["FeatureSpec", "FeatureCapture", "find_module", "apply_process", "spec_text", "uses_attention_maps"]
 
 FeatureSpec = tuple[str, Any]
 
@@ -61,7 +61,7 @@ def apply_process(output: Any, process: Any, where: str) -> torch.Tensor:
     )
 
 
-def _spec_text(spec: FeatureSpec) -> str:
+def spec_text(spec: FeatureSpec) -> str:
     layer, process = spec
     name = layer or "<model>"
     if callable(process):
@@ -93,7 +93,7 @@ class FeatureCapture:
     def _hook(self, specs: list[FeatureSpec]) -> Callable:
         def hook(_module, _inputs, output):
             for spec in specs:
-                value = apply_process(output, spec[1], f"{self.role} feature {_spec_text(spec)}")
+                value = apply_process(output, spec[1], f"{self.role} feature {spec_text(spec)}")
                 self.features[spec] = value.detach() if self.detach else value
 
         return hook

@@ -13,24 +13,12 @@ Per-token features are zeroed at padded positions, with or without the cache
 which batch an example is in, and outputs rebuilt from the cache could not equal the
 live teacher's.
 
-The cache is used only while it is valid; otherwise it is off, the log says why, and
-each trial's record (``extras['teacher_cache']``) says so too:
-
-- ``train.teacher_cache.enabled: false``;
-- the teacher was in training mode when handed to the built-in functions, or its
-  weights changed between trials (it is then not frozen: checked at each trial start);
-- the training data is not a map-style dataset (an iterable of batches, or a
-  ``DataLoader`` of your own, carries no example indices);
-- the dataset declares ``random_augmentation = True`` (set this attribute on a dataset
-  whose ``__getitem__`` draws random augmentations), or the data collator does (or is a
-  masking language-modelling collator of transformers);
-- the batches are padded on the left.
+When the cache serves a run, and why not, is :mod:`autokd_torch.cache_policy`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -39,14 +27,13 @@ import torch
 from torch import nn
 
 from autokd import AutoKDError
-from autokd.config import TeacherCacheConfig
 from autokd.distill import token_dims
-from autokd.worker import in_executor_worker
 
-from .cache import LOGITS, CacheFingerprint, TeacherOutputCache, _KeyMeta, collator_fingerprint, dataset_fingerprint
-from .cache import teacher_fingerprint as _teacher_fingerprint
+from .cache import LOGITS, KeyMeta, torch_dtype
+from .cache_policy import CachePolicy
 from .data import call_model, logits_of
-from .features import FeatureCapture, FeatureSpec, _spec_text, uses_attention_maps
+from .features import FeatureCapture, FeatureSpec, spec_text, uses_attention_maps
+from .hf_attention import use_eager_attention
 from .padding import TokenPositions, repad_rows, shorten, slice_rows, token_positions, trim_row, zero_padded
 
 __all__ = ["TeacherOutputs", "TeacherForward", "use_eager_attention"]
@@ -84,61 +71,8 @@ class TeacherOutputs:
         return zero_padded(student, self.token_mask, dims)
 
 
-def use_eager_attention(model: nn.Module, role: str) -> None:
-    """Switch a Hugging Face model to eager attention where it can be: sdpa returns no
-    attention maps. (transformers 4 models that cannot switch fall back to eager by
-    themselves when called with ``output_attentions=True``.)"""
-    config = getattr(model, "config", None)
-    current = getattr(config, "_attn_implementation", None)
-    if current in (None, "eager") or not hasattr(model, "set_attn_implementation"):
-        return
-    with _quiet_transformers():
-        try:
-            model.set_attn_implementation("eager")
-        except (ValueError, NotImplementedError):
-            return
-    if getattr(model.config, "_attn_implementation", None) == "eager":
-        log.info("switched the %s from %s to eager attention: its attention maps are distilled", role, current)
-
-
-class _quiet_transformers:
-    """Silence transformers' warning that a model cannot switch attention at run time."""
-
-    def __enter__(self):
-        import transformers
-
-        self._logger = transformers.logging.get_logger("transformers.modeling_utils")
-        self._level = self._logger.level
-        self._logger.setLevel("ERROR")
-
-    def __exit__(self, *exc):
-        self._logger.setLevel(self._level)
-
-
-# Collators of transformers that mask tokens at random: the teacher's inputs change at
-# every use, so its outputs cannot be cached.
-_RANDOM_COLLATORS = ("DataCollatorForWholeWordMask", "DataCollatorForPermutationLanguageModeling")
-
-
-def _random_collator(collate_fn: Any) -> bool:
-    if collate_fn is None:
-        return False
-    if getattr(collate_fn, "random_augmentation", False):
-        return True
-    names = {cls.__name__ for cls in type(collate_fn).__mro__}
-    if names.intersection(_RANDOM_COLLATORS):
-        return True
-    return "DataCollatorForLanguageModeling" in names and bool(getattr(collate_fn, "mlm", True))
-
-
-def _weight_versions(model: nn.Module) -> tuple:
-    """Which tensors hold the teacher's weights and their in-place version counters: any
-    optimizer step or ``load_state_dict`` changes them (a cheap check before hashing)."""
-    return tuple((name, id(t), t._version) for name, t in model.state_dict(keep_vars=True).items())
-
-
 def _key_text(key: Any) -> str:
-    return LOGITS if key == LOGITS else _spec_text(key)
+    return LOGITS if key == LOGITS else spec_text(key)
 
 
 def _device_of(inputs: Any, model: nn.Module) -> torch.device:
@@ -173,21 +107,7 @@ def _batch_size(inputs: Any, positions: TokenPositions | None, indices: torch.Te
     return 0
 
 
-def _make_cache(cache: Any) -> TeacherOutputCache | None:
-    if cache is None or cache is False:
-        return None
-    if cache is True:
-        return TeacherOutputCache()
-    if isinstance(cache, TeacherOutputCache):
-        return cache
-    if isinstance(cache, TeacherCacheConfig | Mapping):
-        return TeacherOutputCache.from_config(cache)
-    raise AutoKDError(
-        f"cache: expected a TeacherOutputCache, a train.teacher_cache config, True or None, got {type(cache).__name__}"
-    )
-
-
-class TeacherForward:
+class TeacherForward(CachePolicy):
     """Runs the frozen teacher (eval mode, no grad) and returns :class:`TeacherOutputs`,
     from the teacher-output cache where it can.
 
@@ -217,7 +137,7 @@ class TeacherForward:
         *,
         logits: bool = False,
         cache: Any = None,
-        output_dir: str | os.PathLike | None = None,
+        output_dir: Any = None,
         write_files: bool = True,
     ):
         if teacher_model is None:
@@ -226,25 +146,8 @@ class TeacherForward:
         self.feature_specs: list[FeatureSpec] = []
         self._attention_specs: set[FeatureSpec] = set()
         self.logits = bool(logits)
-        self.cache = _make_cache(cache)
-        self.output_dir = None if output_dir is None else os.fspath(output_dir)
-        # only the main one of several processes writes the cache's files
-        self.write_files = bool(write_files)
-        # a teacher in training mode when handed over is being trained, not frozen
-        self._handed_in_training = bool(teacher_model.training)
-        self._off: str | None = None  # why the cache is off for good
-        self._run_off: str | None = None  # why it is off for the current run
-        self._logged: set[str] = set()
         self._layouts: dict[Any, tuple[int, ...] | None] = {}
-        self._weights_hash: str | None = None
-        self._weight_versions: tuple | None = None
-        self._data: Any = None
-        self._collate_fn: Any = None
-        self._bound = False
-        self._prefilled = 0
-        self.hits = 0
-        self.misses = 0
-        self._run_start = (0, 0)
+        self._init_policy(teacher_model, cache, output_dir, write_files)
         self.require(feature_specs)
 
     # --- what is asked for ----------------------------------------------------------------
@@ -270,164 +173,6 @@ class TeacherForward:
 
     def _keys(self) -> list[Any]:
         return list(self.feature_specs) + ([LOGITS] if self.logits else [])
-
-    # --- validity -------------------------------------------------------------------------
-    @property
-    def cache_enabled(self) -> bool:
-        """Whether the cache serves the current run."""
-        return (
-            self.cache is not None
-            and self.cache.enabled
-            and self._off is None
-            and self._run_off is None
-            and self._bound
-        )
-
-    @property
-    def cache_off_reason(self) -> str | None:
-        if self.cache is None:
-            return "no teacher-output cache was configured"
-        if not self.cache.enabled:
-            return "disabled by train.teacher_cache.enabled: false"
-        if self._off or self._run_off:
-            return self._off or self._run_off
-        if not self._bound:
-            return "not prepared for a training dataset (TeacherForward.prepare)"
-        return None
-
-    def _turn_off(self, reason: str, for_good: bool, warn: bool = False) -> None:
-        if for_good:
-            self._off = reason
-            if self.cache is not None:
-                self.cache.clear()
-            self._bound = False
-            self._data = None
-        else:
-            self._run_off = reason
-        if reason not in self._logged:
-            self._logged.add(reason)
-            (log.warning if warn else log.info)("teacher cache off: %s", reason)
-
-    def _check_teacher(self) -> None:
-        if self._off is not None:
-            return
-        teacher = self.teacher_model
-        if self._handed_in_training or teacher.training:
-            self._turn_off(
-                "the teacher was in training mode when handed to autokd: a teacher being trained is not frozen, "
-                "so its outputs cannot be reused (call teacher.eval() before handing it over)",
-                for_good=True,
-                warn=True,
-            )
-            return
-        versions = _weight_versions(teacher)
-        if self._weights_hash is None:
-            self._weights_hash = _teacher_fingerprint(teacher)
-        elif versions != self._weight_versions and _teacher_fingerprint(teacher) != self._weights_hash:
-            self._turn_off(
-                "the teacher's weights changed since its outputs were stored: it is not frozen, so its outputs "
-                "cannot be reused",
-                for_good=True,
-                warn=True,
-            )
-            return
-        self._weight_versions = versions
-
-    def _check_data(self, train_data: Any, collate_fn: Any) -> str | None:
-        if train_data is None or not (hasattr(train_data, "__getitem__") and hasattr(train_data, "__len__")):
-            return (
-                f"the training data ({type(train_data).__name__}) is not a map-style dataset, so its batches carry "
-                f"no example indices to key the cache by; pass the dataset itself (len() and [i])"
-            )
-        if getattr(train_data, "random_augmentation", False):
-            return (
-                f"the training dataset ({type(train_data).__name__}) declares random_augmentation = True: "
-                f"the teacher's inputs differ at every use"
-            )
-        if _random_collator(collate_fn):
-            return (
-                f"the data collator ({type(collate_fn).__name__}) changes the inputs at random (masking or "
-                f"random_augmentation = True): the teacher's inputs differ at every use"
-            )
-        return None
-
-    def prepare(
-        self,
-        train_data: Any,
-        *,
-        data_collator: Any = None,
-        batch_size: int = 32,
-        output_dir: str | os.PathLike | None = None,
-        show_progress: bool = True,
-    ) -> None:
-        """Start a run (a trial) on ``train_data``: check that the cache is valid (the
-        teacher is still frozen, the data is indexed and not randomly augmented), bind
-        the cache to this dataset (reusing a matching cache left on disk), and with
-        ``prefill`` run the teacher over every example not stored yet."""
-        self._run_start = (self.hits, self.misses)
-        self._run_off = None
-        if output_dir is not None:
-            self.output_dir = os.fspath(output_dir)
-        cache = self.cache
-        if cache is None:
-            return
-        if not cache.enabled:
-            self._turn_off("disabled by train.teacher_cache.enabled: false", for_good=False)
-            return
-        self._check_teacher()
-        if self._off is not None:
-            return
-        reason = self._check_data(train_data, data_collator)
-        if reason is not None:
-            self._turn_off(reason, for_good=False)
-            return
-        root = (
-            None if self.output_dir is None or not self.write_files else os.path.join(self.output_dir, "teacher_cache")
-        )
-        if not self._bound or train_data is not self._data or data_collator is not self._collate_fn:
-            self._data, self._collate_fn = train_data, data_collator
-            teacher_hash, dtype = self._weights_hash, cache.dtype
-
-            def fingerprint() -> CacheFingerprint:
-                return CacheFingerprint(
-                    teacher_hash, dataset_fingerprint(train_data), collator_fingerprint(data_collator), dtype
-                )
-
-            cache.bind(fingerprint, root)
-            self._bound = True
-            if in_executor_worker():
-                self._begin_in_worker(train_data, data_collator, batch_size, show_progress)
-                return
-            cache.reuse_from_disk()
-        else:
-            cache.set_root(root)
-        if cache.prefill and not cache.disk_read_only:
-            self._prefill(train_data, data_collator, batch_size, show_progress)
-
-    def _begin_in_worker(self, train_data: Any, data_collator: Any, batch_size: int, show_progress: bool) -> None:
-        """In an executor's worker (docs/scaling.md), trials of other workers share the
-        cache's directory: with ``prefill`` the first worker fills it (on disk, whatever
-        the memory budget) under a file lock while the others wait; then every worker maps
-        the files read-only and never appends to them, so concurrent trials cannot
-        corrupt each other's rows. Outputs not on disk are kept in this worker's memory."""
-        cache = self.cache
-        cache.disk_read_only = False
-        root = cache.root
-        if not cache.prefill or root is None:
-            cache.reuse_from_disk()
-            cache.disk_read_only = True
-            return
-        from filelock import FileLock
-
-        os.makedirs(root, exist_ok=True)
-        with FileLock(os.path.join(root, "prefill.lock")):
-            cache.reuse_from_disk()
-            memory_budget, cache.memory_budget = cache.memory_budget, 0  # shared only through files
-            try:
-                self._prefill(train_data, data_collator, batch_size, show_progress)
-            finally:
-                cache.memory_budget = memory_budget
-        cache.disk_read_only = True
 
     def _prefill(self, data: Any, collate_fn: Any, batch_size: int, show_progress: bool) -> None:
         from tqdm.auto import tqdm
@@ -461,22 +206,6 @@ class TeacherForward:
         self._prefilled += len(todo)
         cache.flush()
         log.info("teacher cache: prefilled %d examples", len(todo))
-
-    def finish(self) -> dict:
-        """End a run: make what is on disk reusable, and return the run's cache record
-        (``enabled``, ``hits`` and ``misses`` counted in examples, bytes in memory and on
-        disk; ``reason`` when off)."""
-        hits, misses = self.hits - self._run_start[0], self.misses - self._run_start[1]
-        record: dict[str, Any] = {"enabled": self.cache_enabled, "hits": hits, "misses": misses}
-        reason = self.cache_off_reason
-        if reason is not None:
-            record["reason"] = reason
-        if self.cache is not None:
-            self.cache.flush()
-            record.update(self.cache.stats())
-            record["prefilled"] = self._prefilled
-        self._prefilled = 0
-        return record
 
     # --- the forward pass -----------------------------------------------------------------
     def __call__(
@@ -631,7 +360,7 @@ class TeacherForward:
                 live = {k: zero_padded(v, mask, layouts.get(k) or ()) for k, v in live.items()}
             for key in stored_keys:
                 if key not in cache.meta:
-                    cache.describe(key, _KeyMeta(layouts[key], live[key].dtype))
+                    cache.describe(key, KeyMeta(layouts[key], str(live[key].dtype)))
             # example by example, so that what the budget holds are whole examples
             for jj, j in enumerate(need):
                 for key in stored_keys:
@@ -654,7 +383,9 @@ class TeacherForward:
             elif not layouts[key] and len({tuple(r.shape) for r in rows[key]}) > 1:
                 ragged.append(key)  # rows stored from batches of other shapes (inputs without a mask)
             else:
-                values[key] = _to(repad_rows(rows[key], layouts[key], seq_len, cache.meta[key].out_dtype), device)
+                values[key] = _to(
+                    repad_rows(rows[key], layouts[key], seq_len, torch_dtype(cache.meta[key].out_dtype)), device
+                )
         if ragged:
             rerun = self._run(inputs, specs, LOGITS in ragged)
             values.update((key, rerun[key]) for key in ragged)
