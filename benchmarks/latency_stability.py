@@ -12,7 +12,11 @@ Exits 1 if any round ranked the sizes wrong.
 
 ``--same SIZE`` instead calls the evaluator ``--rounds`` times in a row on one model and
 prints the CV of what it reports (the low-quantile estimate) next to the CV of the median
-of the same samples (what it reported before #16), with the machine's load average.
+of the same samples (what it reported before #16), the seconds each call took, and the
+machine's load average; ``--fixed-seconds 2`` alternates each call with one that samples
+for a fixed 2 s (the same estimator without the stop rule), side by side.
+
+    python benchmarks/latency_stability.py --same MLP --fixed-seconds 2
 """
 
 from __future__ import annotations
@@ -59,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="evaluator default if left out")
     parser.add_argument("--min-seconds", type=float, default=None, help="evaluator default if left out")
     parser.add_argument("--max-seconds", type=float, default=None, help="evaluator default if left out")
+    parser.add_argument("--tolerance", type=float, default=None, help="evaluator default if left out")
+    parser.add_argument(
+        "--fixed-seconds",
+        type=float,
+        default=None,
+        help="with --same: alternate each call with one sampling for exactly this long (no stop rule)",
+    )
     parser.add_argument(
         "--same",
         choices=["MLP", *(name for name, _ in SIZES)],
@@ -71,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from autokd import EvalContext
 
     options = {"batch_size": args.batch_size, "seq_len": args.seq_len}
-    for name in ("warmup", "repeats", "threads", "min_seconds", "max_seconds"):
+    for name in ("warmup", "repeats", "threads", "min_seconds", "max_seconds", "tolerance"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
 
@@ -148,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def same_model(args, options: dict) -> int:
     """``--rounds`` evaluator calls in a row on one model: the CV of the reported latency
-    (the low-quantile estimate) and of the median of the same samples."""
+    (the low-quantile estimate) and of the median of the same samples, and the time each
+    call took; with ``--fixed-seconds S`` each call is followed by one that samples for
+    exactly S seconds (the same estimator without the stop rule), side by side."""
     import autokd_latency
     from autokd import EvalContext
 
@@ -162,21 +175,27 @@ def same_model(args, options: dict) -> int:
     else:
         model = build(args.framework, dict(SIZES)[args.same])
         example = None
+    fixed = {**options, "min_seconds": args.fixed_seconds, "max_seconds": args.fixed_seconds, "tolerance": 1e-12}
+    variants = [("adaptive", options)] + ([(f"fixed {args.fixed_seconds:g} s", fixed)] if args.fixed_seconds else [])
+    reported = {name: [] for name, _ in variants}
+    medians = {name: [] for name, _ in variants}
+    cost = {name: [] for name, _ in variants}
     load_before = os.getloadavg()
-    reported, medians, rounds, drifts = [], [], [], []
     for call in range(args.rounds):
-        context = EvalContext(example_inputs=example, options=dict(options))
-        reported.append(autokd_latency.latency(model, context))
-        extras = context.extras["latency"]
-        medians.append(extras["median_ms"])
-        rounds.append(extras["rounds"])
-        drifts.append(extras["drift"] or 0.0)
-        print(
-            f"call {call + 1:2d}: latency {reported[-1]:.3f} ms  (median of samples {medians[-1]:.3f} ms, "
-            f"{extras['samples']} samples in {extras['rounds']} rounds, {extras['elapsed_s']:.2f} s, "
-            f"drift {'n/a' if extras['drift'] is None else format(extras['drift'], '.1%')})",
-            flush=True,
-        )
+        for name, variant_options in variants:
+            context = EvalContext(example_inputs=example, options=dict(variant_options))
+            start = time.perf_counter()
+            reported[name].append(autokd_latency.latency(model, context))
+            cost[name].append(time.perf_counter() - start)
+            extras = context.extras["latency"]
+            medians[name].append(extras["median_ms"])
+            spread = "n/a" if extras["spread"] is None else format(extras["spread"], ".1%")
+            print(
+                f"call {call + 1:2d} {name:>10s}: latency {reported[name][-1]:.3f} ms  (median of samples "
+                f"{medians[name][-1]:.3f} ms, {extras['samples']} samples in {extras['blocks']} blocks, "
+                f"spread {spread}, {cost[name][-1]:.2f} s)",
+                flush=True,
+            )
     print()
     print(
         f"{args.framework} {args.same}, "
@@ -184,9 +203,20 @@ def same_model(args, options: dict) -> int:
         + "; load average "
         f"{load_before[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
-    print(f"reported latency (low quantile): median {statistics.median(reported):.3f} ms, CV {_cv(reported):.1%}")
-    print(f"median of samples (before #16):  median {statistics.median(medians):.3f} ms, CV {_cv(medians):.1%}")
-    print(f"ratio of CVs (reported / median): {_cv(reported) / _cv(medians):.2f}")
+    print(f"{'':22s} {'latency ms':>10s} {'CV':>6s} {'median of samples ms':>21s} {'CV':>6s} {'s per call':>11s}")
+    for name, _ in variants:
+        print(
+            f"{name + ' (low quantile)':22s} {statistics.median(reported[name]):10.3f} {_cv(reported[name]):6.1%} "
+            f"{statistics.median(medians[name]):21.3f} {_cv(medians[name]):6.1%} {statistics.fmean(cost[name]):11.2f}"
+        )
+    first = variants[0][0]
+    print(f"ratio of CVs ({first}: low quantile / median of samples): {_cv(reported[first]) / _cv(medians[first]):.2f}")
+    if args.fixed_seconds:
+        second = variants[1][0]
+        print(
+            f"{first} / {second}: CV {_cv(reported[first]) / _cv(reported[second]):.2f}, "
+            f"time per call {statistics.fmean(cost[first]) / statistics.fmean(cost[second]):.2f}"
+        )
     return 0
 
 

@@ -91,7 +91,8 @@ def model_card(info: Mapping[str, Any], context, relative: str) -> str:
                 f"{_fmt(onnx.get('max_abs_diff'))})"
             )
         if onnx.get("int8", {}).get("path"):
-            lines.append(f"- `{onnx['int8']['path']}` (dynamic int8)")
+            kind = {"static_int8": "static int8, calibrated"}.get(onnx["int8"].get("quantize"), "dynamic int8")
+            lines.append(f"- `{onnx['int8']['path']}` ({kind})")
         if weights.get("load"):
             lines += ["", "Load it:", "", "```python", weights["load"], "```"]
     else:

@@ -38,7 +38,7 @@ log = logging.getLogger("autokd")
 METRICS_FILE = "metrics.json"
 CARD_FILE = "README.md"
 SAVE_CHOICES = ("best", "front", "none")
-QUANTIZE_CHOICES = ("none", "dynamic_int8")
+QUANTIZE_CHOICES = ("none", "dynamic_int8", "static_int8")
 
 
 @attrs.frozen
@@ -50,8 +50,10 @@ class OutputConfig:
         ``<output_dir>/front/trial-N/``) or ``none``.
     :ivar onnx: also export each saved student to ONNX (``model.onnx``; needs the
         ``autokd-onnx`` plugin).
-    :ivar quantize: ``none`` or ``dynamic_int8`` (an onnxruntime dynamic-quantised
-        ``model.int8.onnx`` whose task metrics are measured again; needs ``onnx: true``).
+    :ivar quantize: ``none``, ``static_int8`` (an onnxruntime static-quantised
+        ``model.int8.onnx``, activations calibrated on the evaluation data) or
+        ``dynamic_int8`` (dynamic quantisation, no calibration); the int8 copy's task
+        metrics are measured again. Needs ``onnx: true``.
     """
 
     save: str = "best"

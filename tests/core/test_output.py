@@ -79,7 +79,7 @@ def test_output_defaults_and_bad_values():
     with pytest.raises(autokd.ConfigError) as err:
         autokd.load_config(config(save="all", quantize="int4", extra=1))
     assert "output.save: expected one of best, front, none, got 'all'" in str(err.value)
-    assert "output.quantize: expected one of none, dynamic_int8, got 'int4'" in str(err.value)
+    assert "output.quantize: expected one of none, dynamic_int8, static_int8, got 'int4'" in str(err.value)
     assert "output.extra" in str(err.value)
     with pytest.raises(
         autokd.ConfigError, match="output.quantize: dynamic_int8 quantises the ONNX copy: set output.onnx: true"

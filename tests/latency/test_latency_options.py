@@ -42,8 +42,9 @@ def test_defaults_fill_in():
         "warmup": 5,
         "repeats": 30,
         "threads": 1,
-        "min_seconds": 1.0,
-        "max_seconds": 3.0,
+        "tolerance": 0.01,
+        "min_seconds": 1.5,
+        "max_seconds": 4.0,
     }
     assert validate_options("flops", {"batch_size": 4}) == {"batch_size": 4, "seq_len": None, "ops": "all"}
     assert validate_options("params", None) == {"trainable_only": False}
@@ -55,7 +56,7 @@ def test_unknown_option_names_the_accepted_ones_and_the_close_match():
         validate_options("latency", {"repeat": 3})
     assert str(info.value) == (
         "invalid configuration: evaluation.latency.repeat: unknown option "
-        "(accepted: batch_size, seq_len, warmup, repeats, threads, min_seconds, max_seconds); did you mean 'repeats'?"
+        "(accepted: batch_size, seq_len, warmup, repeats, threads, tolerance, min_seconds, max_seconds); did you mean 'repeats'?"
     )
 
 
@@ -198,46 +199,76 @@ class FakeClock:
         monkeypatch.setattr(_timing.time, "perf_counter", lambda: self.now)
 
 
-def test_rounds_stop_once_the_estimate_settles(monkeypatch):
+A_S = 1 / 256  # 3.90625 ms: a dyadic fraction, so the fake clock adds up exactly
+B_S = A_S * 17 / 16  # 4.150390625 ms, 1/16 slower
+
+
+def block_pattern(blocks):
+    """Per-call delays: the calibration call, then per block 32 samples (4 rounds of 8,
+    which last 0.125 s at A_S and 0.1328 s at B_S: a block closes after >= 0.1 s, so
+    each block is 4 rounds) at A_S or B_S."""
+    yield A_S
+    for block in blocks:
+        yield from [B_S if block == "b" else A_S] * 32
+
+
+def test_relative_spread_is_the_standard_error_of_the_block_estimates():
+    # blocks 1.0, 1.1, 0.9, 1.0: stdev sqrt(0.02 / 3) = 0.08165, / sqrt(4) = 0.040825
+    assert _timing.relative_spread([1.0, 1.1, 0.9, 1.0], 1.0) == pytest.approx(0.0408248, rel=1e-5)
+    assert _timing.relative_spread([1.0, 1.1, 0.9, 1.0], 0.5) == pytest.approx(0.0816497, rel=1e-5)
+    assert _timing.relative_spread([1.0], 1.0) == float("inf")
+
+
+def test_a_steady_machine_stops_after_the_minimum_blocks(monkeypatch):
     clock = FakeClock(monkeypatch)
 
-    def steady():  # 2 ms every call: the estimate cannot drop, so the first check stops
-        clock.now += 0.002
+    def steady():
+        clock.now += A_S
 
-    wall, cpu, calls, stats = _timing.measure_adaptive(steady, warmup=0, repeats=30, max_seconds=30, min_seconds=0)
-    assert stats["rounds"] == _timing.MIN_SAMPLES // 30
-    assert len(wall) == _timing.MIN_SAMPLES and calls == 1
-    assert stats["drift"] == pytest.approx(0, abs=1e-9) and stats["latency_ms"] == pytest.approx(2.0)
-    # and the rounds last min_seconds: 17 rounds of 30 x 2 ms pass 1 s
-    assert _timing.measure_adaptive(steady, warmup=0, repeats=30, min_seconds=1.0)[3]["rounds"] == 17
+    wall, cpu, calls, stats = _timing.measure_adaptive(steady, warmup=0, repeats=8, max_seconds=30, min_seconds=0)
+    # 5 blocks of 4 rounds of 8 samples, all equal: spread 0 after the 5th block (0.625 s)
+    assert (stats["blocks"], stats["rounds"], len(wall), calls) == (5, 20, 160, 1)
+    assert stats["spread"] == 0 and stats["elapsed_s"] == 0.625
+    assert stats["latency_ms"] == pytest.approx(3.90625)
+    # min_seconds holds it: the 8th block ends at 1.0 s
+    stats = _timing.measure_adaptive(steady, warmup=0, repeats=8, min_seconds=1.0)[3]
+    assert (stats["blocks"], stats["rounds"], stats["elapsed_s"]) == (8, 32, 1.0)
 
 
-def test_rounds_go_on_while_the_estimate_drops_until_the_time_limit(monkeypatch):
+def test_blocks_that_disagree_keep_the_sampling_going_until_the_spread_is_small(monkeypatch):
     clock = FakeClock(monkeypatch)
-    delay = [0.004]
-
-    def faster():  # each call 0.1% faster than the last: the estimate never settles
-        clock.now += delay[0]
-        delay[0] *= 0.999
-
-    wall, cpu, calls, stats = _timing.measure_adaptive(faster, warmup=0, repeats=100, max_seconds=2.0)
-    assert stats["rounds"] == 7 and stats["drift"] > _timing.SETTLE_TOLERANCE
-    assert stats["elapsed_s"] >= 2.0
-    assert stats["latency_ms"] == pytest.approx(_timing.low_estimate(wall) * 1e3)
-
-
-def test_a_dropping_estimate_settles_once_doubling_the_samples_finds_nothing_faster(monkeypatch):
-    clock = FakeClock(monkeypatch)
-    delays = iter([0.004] + [0.003] * 200 + [0.001] * 10_000)  # the calibration call, then 2 rounds at 3 ms
+    delays = block_pattern("abababababababab")
 
     def call():
         clock.now += next(delays)
 
-    wall, cpu, calls, stats = _timing.measure_adaptive(call, warmup=0, repeats=100, max_seconds=30, min_seconds=0)
-    # from round 3 on the estimate is 1 ms; it holds once half the samples (300 of 600)
-    # were already at 1 ms, in round 6
-    assert (
-        stats["rounds"] == 6
-        and stats["latency_ms"] == pytest.approx(1.0)
-        and stats["drift"] == pytest.approx(0, abs=1e-9)
+    wall, cpu, calls, stats = _timing.measure_adaptive(
+        call, warmup=0, repeats=8, max_seconds=30, min_seconds=0, tolerance=0.01
     )
+    # block estimates alternate A, B = A + d (d = A / 16); the estimate is A. After 10
+    # blocks (5 each) the spread is d / 6 / A = 1/96 = 1.04% > 1%; after 11 (6 A, 5 B) the
+    # standard deviation is d * sqrt(3 / 11), the spread d * sqrt(3) / 11 / A = 0.984%.
+    assert (stats["blocks"], stats["rounds"], len(wall)) == (11, 44, 352)
+    assert stats["spread"] == pytest.approx(3**0.5 / 11 / 16)
+    assert stats["latency_ms"] == pytest.approx(A_S * 1e3)
+    # a looser tolerance stops at the minimum 5 blocks: spread 1.53% <= 2%
+    clock.now = 0.0
+    delays = block_pattern("abababababababab")
+    stats = _timing.measure_adaptive(call, warmup=0, repeats=8, max_seconds=30, min_seconds=0, tolerance=0.02)[3]
+    assert (stats["blocks"], stats["rounds"]) == (5, 20)
+
+
+def test_the_sampling_stops_at_max_seconds_whatever_the_spread(monkeypatch):
+    clock = FakeClock(monkeypatch)
+    delays = block_pattern("ab" * 20)
+
+    def call():
+        clock.now += next(delays)
+
+    wall, cpu, calls, stats = _timing.measure_adaptive(
+        call, warmup=0, repeats=8, max_seconds=1.0, min_seconds=0, tolerance=0.001
+    )
+    # 7 blocks (4 A of 0.125 s, 3 B of 0.1328125 s) end at 0.8984375 s; block 8 (B) has
+    # rounds of 0.033203125 s, its 4th ends at 1.03125 s: past the cap, and it closes it
+    assert (stats["rounds"], stats["blocks"], stats["elapsed_s"]) == (32, 8, 1.03125)
+    assert stats["spread"] > 0.001

@@ -108,7 +108,7 @@ def test_a_bad_evaluator_option_stops_the_search_with_its_path(tmp_path):
     with pytest.raises(autokd.AutoKDError) as info:
         agent.search_loop(tmp_path)
     assert (
-        "evaluation.latency.repeat: unknown option (accepted: batch_size, seq_len, warmup, repeats, threads, min_seconds, max_seconds)"
+        "evaluation.latency.repeat: unknown option (accepted: batch_size, seq_len, warmup, repeats, threads, tolerance, min_seconds, max_seconds)"
         in str(info.value)
     )
     assert not (tmp_path / "trials.jsonl").exists() or (tmp_path / "trials.jsonl").read_text() == ""

@@ -58,6 +58,7 @@ def measure_onnx_latency(
             repeats=opts["repeats"],
             max_seconds=opts["max_seconds"],
             min_seconds=opts["min_seconds"],
+            tolerance=opts["tolerance"],
         )
     result = LatencyResult.from_samples(
         wall,

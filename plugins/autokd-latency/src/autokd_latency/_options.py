@@ -84,7 +84,7 @@ OPTIONS: dict[str, tuple[Option, ...]] = {
         _BATCH_SIZE,
         _SEQ_LEN,
         Option("warmup", 5, _non_negative_int, "untimed calls before timing"),
-        Option("repeats", 30, _positive_int, "timed samples per round; rounds go on until the estimate settles"),
+        Option("repeats", 30, _positive_int, "timed samples per round (the clock is read between rounds)"),
         Option(
             "threads",
             1,
@@ -92,8 +92,14 @@ OPTIONS: dict[str, tuple[Option, ...]] = {
             "intra-op threads during the measurement (torch.set_num_threads; TensorFlow: see the docs; "
             "ONNX Runtime: the session's intra_op_num_threads)",
         ),
-        Option("min_seconds", 1.0, _non_negative_number, "the rounds last at least this long (spells of contention)"),
-        Option("max_seconds", 3.0, _positive_number, "time limit of the rounds (the estimate may not have settled)"),
+        Option(
+            "tolerance",
+            0.01,
+            _positive_number,
+            "sampling stops once the estimate's relative standard error (from its 0.1 s blocks) is at most this",
+        ),
+        Option("min_seconds", 1.5, _non_negative_number, "sample at least this long (contention comes in spells)"),
+        Option("max_seconds", 4.0, _positive_number, "time limit of the sampling (the spread may still be larger)"),
     ),
     "params": (Option("trainable_only", False, _boolean, "return the trainable count instead of the total"),),
     "flops": (

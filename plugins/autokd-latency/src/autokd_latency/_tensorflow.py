@@ -149,6 +149,7 @@ def measure(
     explicit_threads: bool,
     max_seconds: float,
     min_seconds: float,
+    tolerance: float,
 ):
     """(wall and CPU seconds per call of each sample, calls per sample, threads used,
     the estimate's statistics)."""
@@ -161,6 +162,7 @@ def measure(
         repeats=repeats,
         max_seconds=max_seconds,
         min_seconds=min_seconds,
+        tolerance=tolerance,
     )
     return wall, cpu, calls, used, stats
 

@@ -10,13 +10,18 @@ the model ran undisturbed. Measured here (2 cores, load average 10-14, a 0.2-0.4
 ten measurements in a row): the median of 30 samples varied by 12-104% (CV), the 10th
 percentile by 9-13%, the fastest of ~600 one-call samples by 4% (issue #16). So samples
 are short (one call when a call lasts ``MIN_SAMPLE_S``), many, and the reported latency
-is the median of the fastest ``LOW_FRACTION`` of them (at least 3); sampling goes on in
-rounds for at least ``min_seconds`` and ``MIN_SAMPLES``, and while that estimate still
-drops by more than ``SETTLE_TOLERANCE`` since half the samples were in, up to
-``max_seconds``. The median, quartiles and CV of all
-samples are kept next to it, and so is the estimate's drift, so a contended
-measurement shows. The process's CPU time per call is kept too: with one thread, a
-``cpu_ms`` far below ``median_ms`` says the machine, not the model, was slow.
+is the median of the fastest ``LOW_FRACTION`` of them (at least 3).
+
+How long to sample is decided by the estimate's own spread: the samples are grouped in
+consecutive time blocks of ``BLOCK_SECONDS``, each block gets its own low estimate, and
+sampling stops once the relative standard error of those (``spread``) is at most
+``tolerance``, after ``MIN_BLOCKS`` blocks and ``min_seconds``, or at ``max_seconds``.
+Contention comes in spells longer than a block, and blocks that disagree keep the
+sampling going: an idle machine is done in ``MIN_BLOCKS`` blocks, a busy one samples
+longer, up to the cap. The median, quartiles and CV of all samples are kept next to it,
+and so is the spread, so a contended measurement shows. The process's CPU time per call
+is kept too: with one thread, a ``cpu_ms`` far below ``median_ms`` says the machine, not
+the model, was slow.
 """
 
 from __future__ import annotations
@@ -29,23 +34,42 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-__all__ = ["MIN_SAMPLE_S", "LatencyResult", "low_estimate", "measure_adaptive", "summarize", "time_calls"]
+__all__ = [
+    "MIN_SAMPLE_S",
+    "LatencyResult",
+    "low_estimate",
+    "measure_adaptive",
+    "relative_spread",
+    "summarize",
+    "time_calls",
+]
 
 MIN_SAMPLE_S = 0.0002
 # A ceiling on calls per sample, so a model that is near-free does not loop for ages.
 _MAX_CALLS_PER_SAMPLE = 10_000
 LOW_FRACTION = 0.01
-# The estimate has settled when doubling the samples no longer finds faster ones: it
-# dropped by at most SETTLE_TOLERANCE since half the samples were in, with at least
-# MIN_SAMPLES (so the fastest 1% are 3 or more). Measured (2 cores, load average 28, a
-# 0.2 ms MLP, ten calls): stopping after 3 steady rounds of 30 gave CV 10.9%, after
-# 300 samples (0.1-0.5 s) 14.8%: contention comes in spells longer than that; sampling
-# for 2 s gave 2.1%. So the rounds also last at least MIN_SECONDS.
-SETTLE_TOLERANCE = 0.01
-MIN_SAMPLES = 300
+# The stop rule (see the module's docs). Measured (2 cores, a 0.2 ms MLP, ten calls in a
+# row): at load average 25 the former rule (stop once the estimate dropped by <= 1%
+# since half the samples were in, after 300 samples and 1 s) gave CV 7.2%, a fixed 2 s
+# of sampling 2.1% at load 27-29. Contention comes in spells longer than a call of 0.5 s,
+# which the blocks of one call cannot see: with only the spread rule (5 blocks, 0.56 s
+# a call) ten calls varied by 2.4% in one run and 13.5% in the next at load 7, with
+# min_seconds 1.5 by 2.7% (fixed 2 s beside it: 4.2%), so sampling lasts 1.5 s at least.
+BLOCK_SECONDS = 0.1
+MIN_BLOCKS = 5
+TOLERANCE = 0.01
 MAX_ROUNDS = 100_000
-MIN_SECONDS = 1.0
-MAX_SECONDS = 3.0
+MIN_SECONDS = 1.5
+MAX_SECONDS = 4.0
+
+
+def relative_spread(block_estimates: Sequence[float], estimate: float) -> float:
+    """The estimate's relative standard error, from the estimates of its time blocks:
+    ``stdev(block_estimates) / sqrt(len(block_estimates)) / estimate``. Blocks that
+    disagree (a neighbour came and went) keep the sampling going."""
+    if len(block_estimates) < 2 or estimate <= 0:
+        return math.inf
+    return statistics.stdev(block_estimates) / math.sqrt(len(block_estimates)) / estimate
 
 
 def low_estimate(samples: Sequence[float]) -> float:
@@ -61,7 +85,8 @@ class LatencyResult:
 
     :ivar latency_ms: the reported latency: a low quantile of the samples (see the
         module's docs).
-    :ivar drift: relative change of the estimate over the last rounds (how settled it is).
+    :ivar spread: the estimate's relative standard error, from its time blocks' estimates
+        (see :func:`relative_spread`; None before ``MIN_BLOCKS`` blocks).
     :ivar cv: coefficient of variation of the samples (standard deviation / mean).
     :ivar iqr_ms: interquartile range of the samples.
     :ivar cpu_ms: median CPU time of the process per call (all its threads).
@@ -87,7 +112,8 @@ class LatencyResult:
     estimator: str = "median of the fastest 1% of samples (at least 3)"
     samples: int | None = None
     rounds: int | None = None
-    drift: float | None = None
+    blocks: int | None = None
+    spread: float | None = None
     elapsed_s: float | None = None
 
     def to_dict(self) -> dict:
@@ -174,45 +200,52 @@ def measure_adaptive(
     repeats: int,
     max_seconds: float = MAX_SECONDS,
     min_seconds: float = MIN_SECONDS,
+    tolerance: float = TOLERANCE,
 ) -> tuple[list[float], list[float], int, dict]:
-    """Warm-up, then rounds of ``repeats`` samples until :func:`low_estimate` settles
-    (at least ``MIN_SAMPLES`` and ``min_seconds``, and it dropped by at most
-    ``SETTLE_TOLERANCE`` since half the samples were in) or ``max_seconds`` have passed.
+    """Warm-up, then rounds of ``repeats`` samples, grouped in blocks of at least
+    ``BLOCK_SECONDS``, until the estimate's spread (:func:`relative_spread` of the
+    blocks' estimates) is at most ``tolerance``, after at least ``MIN_BLOCKS`` blocks and
+    ``min_seconds``; or until ``max_seconds`` have passed.
 
     :returns: (wall and CPU seconds per call of each sample, calls per sample, the
-        ``rounds``, ``drift`` (None before ``MIN_SAMPLES``), ``elapsed_s`` and
-        ``latency_ms`` of the estimate).
+        ``rounds``, ``blocks``, ``spread`` (None before ``MIN_BLOCKS`` blocks),
+        ``elapsed_s`` and ``latency_ms`` of the estimate).
     """
     for _ in range(warmup):
         call()
     calls = _calls_per_sample(call)
     wall: list[float] = []
     cpu: list[float] = []
-    history: list[tuple[int, float]] = []  # (samples, estimate) after each round
-    drift = None
+    rounds = 0
+    block_start, block_first = 0.0, 0  # when and at which sample the open block began
+    block_estimates: list[float] = []
+    spread = None
     gc_was_enabled = gc.isenabled()
     gc.disable()
     start = time.perf_counter()
     try:
         while True:
             _sample(call, calls, repeats, wall, cpu)
-            estimate = low_estimate(wall)
-            history.append((len(wall), estimate))
-            if len(wall) >= MIN_SAMPLES:
-                at_half = [e for n, e in history if n <= len(wall) / 2]
-                drift = ((at_half[-1] if at_half else history[0][1]) - estimate) / estimate if estimate > 0 else 0.0
+            rounds += 1
             elapsed = time.perf_counter() - start
-            settled = drift is not None and drift <= SETTLE_TOLERANCE and elapsed >= min_seconds
-            if settled or len(history) >= MAX_ROUNDS or time.perf_counter() - start >= max_seconds:
+            if elapsed - block_start >= BLOCK_SECONDS:
+                block_estimates.append(low_estimate(wall[block_first:]))
+                block_start, block_first = elapsed, len(wall)
+                if len(block_estimates) >= MIN_BLOCKS:
+                    spread = relative_spread(block_estimates, low_estimate(wall))
+                    if spread <= tolerance and elapsed >= min_seconds:
+                        break
+            if rounds >= MAX_ROUNDS or elapsed >= max_seconds:
                 break
     finally:
         if gc_was_enabled:
             gc.enable()
     stats = {
-        "rounds": len(history),
-        "drift": drift,
+        "rounds": rounds,
+        "blocks": len(block_estimates),
+        "spread": spread,
         "elapsed_s": time.perf_counter() - start,
-        "latency_ms": history[-1][1] * 1e3,
+        "latency_ms": low_estimate(wall) * 1e3,
         "repeats": repeats,
     }
     return wall, cpu, calls, stats

@@ -115,12 +115,18 @@ def measure(
     threads: int,
     max_seconds: float,
     min_seconds: float,
+    tolerance: float,
 ):
     """(wall and CPU seconds per call of each sample, calls per sample, threads used,
     the estimate's statistics)."""
     with _threads(threads), _inference(model):
         wall, cpu, calls, stats = measure_adaptive(
-            _call(model, inputs), warmup=warmup, repeats=repeats, max_seconds=max_seconds, min_seconds=min_seconds
+            _call(model, inputs),
+            warmup=warmup,
+            repeats=repeats,
+            max_seconds=max_seconds,
+            min_seconds=min_seconds,
+            tolerance=tolerance,
         )
     return wall, cpu, calls, threads, stats
 

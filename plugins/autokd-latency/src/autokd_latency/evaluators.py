@@ -91,7 +91,8 @@ def measure_latency(model: Any, example_inputs: Any = None, **options: Any) -> L
 
     :param example_inputs: a batch (tensor, tuple of positional arguments or mapping of
         keyword arguments); None builds token ids from the model's ``config``.
-    :param options: ``batch_size``, ``seq_len``, ``warmup``, ``repeats``, ``threads``.
+    :param options: ``batch_size``, ``seq_len``, ``warmup``, ``repeats``, ``threads``,
+        ``tolerance``, ``min_seconds``, ``max_seconds``.
     """
     explicit_threads = "threads" in options
     opts = validate_options("latency", options)
@@ -104,6 +105,7 @@ def measure_latency(model: Any, example_inputs: Any = None, **options: Any) -> L
         "threads": opts["threads"],
         "max_seconds": opts["max_seconds"],
         "min_seconds": opts["min_seconds"],
+        "tolerance": opts["tolerance"],
     }
     if framework == "tensorflow":
         measure_kwargs["explicit_threads"] = explicit_threads

@@ -24,7 +24,32 @@ def _tf2onnx():
             "output.onnx: exporting a Keras student needs tf2onnx, which is not installed: "
             "pip install 'autokd-onnx[tensorflow]' (or set output.onnx: false)"
         ) from None
+    _register_erfc(tf2onnx)
     return tf2onnx
+
+
+def _register_erfc(tf2onnx) -> None:
+    """A handler for TensorFlow's ``Erfc``, as ``1 - Erf(x)``: TensorFlow >= 2.16 computes
+    exact GELU (transformers' BERT ``hidden_act: gelu``) with ``Erfc``, which tf2onnx
+    1.17 does not convert ("Unsupported ops: Counter({'Erfc': 2})" for a 2-layer BERT)."""
+    from tf2onnx import constants, utils
+    from tf2onnx.handler import tf_op
+
+    if any("Erfc" in handlers for handlers in tf_op.get_opsets().get(constants.ONNX_DOMAIN, [])):
+        return  # a tf2onnx that converts it itself (or our handler, registered already)
+
+    @tf_op("Erfc")
+    class _Erfc:
+        @classmethod
+        def version_9(cls, ctx, node, **kwargs):
+            dtype = ctx.get_dtype(node.input[0])
+            one = ctx.make_const(utils.make_name("erfc_one"), np.array(1, utils.map_onnx_to_numpy_type(dtype)))
+            node.type = "Erf"
+            erf = node.output[0]
+            minus = ctx.insert_new_node_on_output("Sub", erf, name=utils.make_name(node.name + "_1_minus"))
+            ctx.replace_inputs(minus, [one.output[0], erf])
+            ctx.set_dtype(minus.output[0], dtype)
+            ctx.copy_shape(erf, minus.output[0])
 
 
 def _signature(tf, name: str, tensor: Any):

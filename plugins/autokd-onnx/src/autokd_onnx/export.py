@@ -96,12 +96,35 @@ def export_model(model: Any, example_inputs: Any, path: str, *, opset: int = OPS
 
 
 def quantize_int8(path: str, out_path: str) -> str:
-    """``onnxruntime.quantization.quantize_dynamic``: int8 weights, activations quantised
-    on the fly (no calibration data)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """``onnxruntime.quantization.quantize_dynamic``: 7-bit int8 weights, activations
+    quantised on the fly (no calibration data); see :mod:`autokd_onnx.quantize`."""
+    from .quantize import quantize_dynamic_int8
 
-    quantize_dynamic(path, out_path, weight_type=QuantType.QInt8)
-    return out_path
+    return quantize_dynamic_int8(path, out_path)
+
+
+def _quantize(result: ExportResult, model: Any, directory: str, context) -> dict:
+    """``output.quantize``: ``model.int8.onnx`` and how it was made."""
+    from .quantize import calibration_feeds, quantize_static_int8
+
+    int8_path = os.path.join(directory, INT8_FILE)
+    int8: dict[str, Any] = {"path": INT8_FILE, "quantize": context.output.quantize}
+    if context.output.quantize == "static_int8":
+        from .runtime import make_session
+
+        names = [i.name for i in make_session(result.path).get_inputs()]
+        torch_data = context.eval_data if result.exporter.startswith("torch") else None
+        feeds, source = calibration_feeds(names, context.example_inputs, torch_data)
+        quantize_static_int8(result.path, int8_path, feeds)
+        int8["method"] = (
+            "onnxruntime.quantization.quantize_static (MatMuls, QDQ, QInt8 weights per channel, QInt8 "
+            "activations calibrated by min-max)"
+        )
+        int8["calibration"] = source
+    else:
+        quantize_int8(result.path, int8_path)
+        int8["method"] = "onnxruntime.quantization.quantize_dynamic (QInt8 weights, reduce_range: 7 bits)"
+    return int8
 
 
 def export_student(model: Any, directory: str, *, record=None, context) -> dict:
@@ -118,10 +141,10 @@ def export_student(model: Any, directory: str, *, record=None, context) -> dict:
             TOLERANCE,
             directory,
         )
-    if context.output.quantize == "dynamic_int8":
-        int8_path = quantize_int8(result.path, os.path.join(directory, INT8_FILE))
+    if context.output.quantize in ("dynamic_int8", "static_int8"):
+        int8 = _quantize(result, model, directory, context)
+        int8_path = os.path.join(directory, INT8_FILE)
         onnx.checker.check_model(int8_path)
-        int8 = {"path": INT8_FILE, "method": "onnxruntime.quantization.quantize_dynamic (QInt8 weights)"}
         int8["max_abs_diff"] = _max_diff_of(int8_path, model, context.example_inputs)
         if context.evaluate is not None and result.exporter.startswith("torch"):
             from .runtime import OrtModel
