@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 from autokd_testing import VOCAB as TINY_VOCAB
-from autokd_testing import tiny_bert_options
+from autokd_testing import design_stages, tiny_bert_options
 
 import autokd
 
@@ -165,32 +165,7 @@ def seed_style_config(num_layers=2, flash_steps=2, regular_steps=2, **search):
             "seed": 42,
             **search,
         },
-        "flash_distillation": {
-            "knowledge_transfer": {
-                "block_names": [f"mobilebert.encoder.layer.{i}" for i in range(num_layers)],
-                "layer_mappings_for_knowledge_transfer": [
-                    [
-                        (
-                            f"mobilebert.encoder.layer.{i}.attention.self",
-                            "1",
-                            f"bert.encoder.layer.{i}.attention.self",
-                            "1",
-                        ),
-                        (f"mobilebert.encoder.layer.{i}.output", f"bert.encoder.layer.{i}.output"),
-                    ]
-                    for i in range(num_layers)
-                ],
-                "loss_types": [["KL", "MSE"] for _ in range(num_layers)],
-                "loss_weights": [[0.5, 0.5] for _ in range(num_layers)],
-                "train_steps": [flash_steps for _ in range(num_layers)],
-            },
-            "regular_distillation": {
-                "layer_mappings_for_knowledge_transfer": [[("cls", "0", "cls", "0")]],
-                "loss_types": [["KL"]],
-                "add_origin_loss": [True],
-                "train_steps": [regular_steps],
-            },
-        },
+        "flash_distillation": design_stages(num_layers, flash_steps, regular_steps),
     }
 
 

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import torch
+from autokd_testing import design_stages
 from conftest import TokenDataset, bert_config, mobilebert_config, seeded, tiny_bert
 
 import autokd
@@ -65,31 +66,9 @@ def oob_config(num_layers=2):
             "max_trials": 3,
             "seed": 42,
         },
-        "flash_distillation": {
-            "knowledge_transfer": {
-                "block_names": [f"mobilebert.encoder.layer.{i}" for i in range(num_layers)],
-                "layer_mappings_for_knowledge_transfer": [
-                    [
-                        (
-                            f"mobilebert.encoder.layer.{i}.attention.self",
-                            "1",
-                            f"bert.encoder.layer.{i}.attention.self",
-                            "1",
-                        ),
-                        (f"mobilebert.encoder.layer.{i}.output", f"bert.encoder.layer.{i}.output"),
-                    ]
-                    for i in range(num_layers)
-                ],
-                "loss_types": [["KL", "MSE"] for _ in range(num_layers)],
-                "train_steps": [2 for _ in range(num_layers)],
-            },
-            "regular_distillation": {
-                "layer_mappings_for_knowledge_transfer": [[("classifier", "classifier")]],
-                "loss_types": [["KL"]],
-                "add_origin_loss": [True],
-                "train_steps": [3],
-            },
-        },
+        "flash_distillation": design_stages(
+            num_layers, flash_steps=2, regular_steps=3, regular_mapping=("classifier", "classifier"), loss_weights=False
+        ),
     }
 
 

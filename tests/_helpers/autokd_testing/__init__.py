@@ -4,7 +4,7 @@ tiny BERT every framework's tests build (:mod:`autokd_testing.tiny_bert`). On th
 every suite through ``pythonpath = ["tests/_helpers"]`` in the root ``pyproject.toml``; nothing here imports
 a framework at import time."""
 
-from .design import MOBILEBERT_SPACE, seed_dict_config
+from .design import MOBILEBERT_SPACE, design_stages, seed_dict_config
 from .tiny_bert import TINY_BERT, VOCAB, tiny_bert_options
 
-__all__ = ["MOBILEBERT_SPACE", "TINY_BERT", "VOCAB", "seed_dict_config", "tiny_bert_options"]
+__all__ = ["MOBILEBERT_SPACE", "TINY_BERT", "VOCAB", "design_stages", "seed_dict_config", "tiny_bert_options"]
