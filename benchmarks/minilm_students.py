@@ -40,6 +40,14 @@ zeroed and counted in the mean, so a batch's per-token losses shrink with its sh
 padding); prints both rows side by side:
 
       python benchmarks/minilm_students.py --padding-rule --arch 2,384,12,1536 --emb 48
+
+Measured so (``OMP_NUM_THREADS=1``, load average 5 to 13 from ``uptime``: four other jobs
+on the 2 cores; 60 flash steps per layer + 450 regular steps, batch 32, seed 0):
+
+| per-token loss on a padded batch | held-out fidelity | general fidelity | probe accuracy |
+|---|---|---|---|
+| masked mean (today) | 0.7437 | 0.5803 | 0.7460 |
+| padded-position mean (before #20) | 0.7306 | 0.5610 | 0.7672 |
 """
 
 from __future__ import annotations
