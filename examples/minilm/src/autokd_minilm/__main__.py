@@ -98,7 +98,7 @@ def _run(args) -> int:
 
     agent = autokd.AutoDistillation(lambda arch: task.build_student(arch, seed=search.seed or 0), config)
     agent.train_func = task.TrainFunc(config, out, show_progress=not args.no_progress)
-    agent.eval_func = task.EvalFunc(out)
+    agent.eval_func = task.EvalFunc(out, list(config.search.search_space))
     latency_options = config.evaluation.options_for("latency")
     agent.example_inputs = task.latency_inputs(latency_options.get("batch_size", 8))
     agent.show_progress = not args.no_progress
