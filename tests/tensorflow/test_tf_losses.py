@@ -80,6 +80,11 @@ def test_knowledge_distillation_loss_equals_its_formula(kind, temperature):
     assert float(loss.teacher_student_loss_cal(S2, T2)) == pytest.approx(teacher_student, rel=1e-5)
     assert float(loss.student_targets_loss_cal(S2, LABELS)) == pytest.approx(student_targets, rel=1e-5)
     assert float(loss(S2, T2, LABELS)) == pytest.approx(0.3 * student_targets + 0.7 * teacher_student, rel=1e-5)
+    # the plain names give the same values as the design's names
+    assert float(loss.distillation_loss(S2, T2)) == pytest.approx(teacher_student, rel=1e-5)
+    assert float(loss.targets_loss(S2, LABELS)) == pytest.approx(student_targets, rel=1e-5)
+    combined = loss.combined_loss(S2, T2, student_targets)
+    assert float(combined) == pytest.approx(0.3 * student_targets + 0.7 * teacher_student, rel=1e-5)
 
 
 def test_loss_cal_uses_the_teacher_outputs_of_teacher_model_forward(tf):
@@ -91,6 +96,7 @@ def test_loss_cal_uses_the_teacher_outputs_of_teacher_model_forward(tf):
     assert float(loss.loss_cal(S2, LABELS)) == pytest.approx(float(loss(S2, 2 * T2, LABELS)), rel=1e-6)
     expected = 0.5 * -np.mean(log_softmax(S2)[np.arange(4), LABELS]) + 0.5 * 4 * np.mean((S2 / 2 - T2) ** 2)
     assert float(loss.loss_cal(S2, LABELS)) == pytest.approx(expected, rel=1e-5)
+    assert float(loss.total_loss(S2, LABELS)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_student_targets_mse_against_regression_labels():

@@ -91,6 +91,11 @@ def test_knowledge_distillation_loss_by_hand(loss_type, temperature):
     expected = 0.3 * hard + 0.7 * temperature**2 * soft
     assert kd.loss_cal(s, labels).item() == pytest.approx(expected, rel=1e-5)
     assert kd.loss_cal_sloss(s, t, torch.tensor(hard)).item() == pytest.approx(expected, rel=1e-5)
+    # the plain names give the same values as the design's names
+    assert kd.distillation_loss(s, t).item() == pytest.approx(temperature**2 * soft, rel=1e-5)
+    assert kd.targets_loss(s, labels).item() == pytest.approx(hard, rel=1e-5)
+    assert kd.total_loss(s, labels).item() == pytest.approx(expected, rel=1e-5)
+    assert kd.combined_loss(s, t, torch.tensor(hard)).item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_kl_at_temperature_4_of_the_two_class_example():

@@ -251,6 +251,12 @@ class KnowledgeDistillationLoss(_Criterion):
             raise ConfigError("KnowledgeDistillationLoss: no teacher outputs: call teacher_model_forward(inputs) first")
         return self(student_logits, self.teacher_outputs, targets)
 
+    # Plain names for the design's method names above (the same methods).
+    distillation_loss = teacher_student_loss_cal
+    targets_loss = student_targets_loss_cal
+    combined_loss = loss_cal_sloss
+    total_loss = loss_cal
+
     def __call__(self, student_logits, teacher_logits, targets=None):
         """The total loss from both models' logits and the labels."""
         w0 = self.loss_weights[0]
@@ -398,6 +404,9 @@ class IntermediateLayersKnowledgeDistillationLoss(_Criterion):
                 s, t = _as_logits(s), _as_logits(t)
             total += self.loss_weights[i] * tf.cast(self.loss_funcs[i](s, t), tf.float32)
         return total
+
+    # A plain name for the design's method name above (the same method).
+    total_loss = loss_cal
 
     def compute(self, student_output, student_features, teacher_output, teacher_features, labels=None):
         if tf.executing_eagerly():  # kept for inspection; inside tf.function they would be graph tensors

@@ -224,6 +224,12 @@ class KnowledgeDistillationLoss(DistillationCriterion):
         student_loss = self.student_targets_loss_cal(student_logits, targets) if self.loss_weights[0] else 0.0
         return self.loss_cal_sloss(student_logits, self.teacher_outputs, student_loss)
 
+    # Plain names for the design's method names above (the same methods).
+    distillation_loss = teacher_student_loss_cal
+    targets_loss = student_targets_loss_cal
+    combined_loss = loss_cal_sloss
+    total_loss = loss_cal
+
     # --- the training loop's protocol --------------------------------------------------
     def set_teacher_outputs(self, outputs: TeacherOutputs) -> None:
         self.teacher_outputs = outputs.logits
@@ -392,6 +398,10 @@ class IntermediateLayersKnowledgeDistillationLoss(DistillationCriterion):
         if self.add_origin_loss:
             loss = loss + student_loss
         return loss
+
+    # Plain names for the design's method names above (the same methods).
+    total_loss = loss_cal
+    combined_loss = loss_cal_sloss
 
     # --- features ----------------------------------------------------------------------
     def _feature_pair(self, index: int, mapping: LayerMapping) -> tuple[torch.Tensor, torch.Tensor]:
