@@ -31,6 +31,7 @@ __all__ = [
     "check_temperature",
     "describe_output",
     "drop_attention_maps",
+    "expand_for_student",
     "expand_stage_budget",
     "expand_stage_templates",
     "find_logits",
@@ -410,6 +411,7 @@ def normalize_layer_mappings(
 from .config.stages import normalize_stages  # noqa: E402
 from .stage_templates import (  # noqa: E402
     drop_attention_maps,
+    expand_for_student,
     expand_stage_budget,
     expand_stage_templates,
     is_template,

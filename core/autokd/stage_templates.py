@@ -22,6 +22,7 @@ __all__ = [
     "PLACEHOLDERS",
     "drop_attention_maps",
     "expand_stage_budget",
+    "expand_for_student",
     "expand_stage_templates",
     "has_templates",
     "is_template",
@@ -186,3 +187,37 @@ def drop_attention_maps(
     if not dropped:
         return out, None
     return out, {"reason": f"student has {student_heads} heads, teacher {teacher_heads}", "layers": dropped}
+
+
+def expand_for_student(
+    stages: Sequence[Stage],
+    student_layers: int,
+    teacher_layers: int,
+    student_heads: int | None = None,
+    teacher_heads: int | None = None,
+) -> tuple[list[Stage], dict[str, Any]]:
+    """The flash ``stages`` of one student (``student_layers`` layers of
+    ``student_heads`` heads; the teacher's ``teacher_layers`` of ``teacher_heads``): each
+    template expanded against :func:`template_teacher_layers`, its attention maps dropped
+    where the head counts differ (:func:`drop_attention_maps`). Also returns what the trial
+    records in its extras: ``teacher_layers`` and, if any were dropped,
+    ``attention_maps_not_distilled``; nothing without templates."""
+    if not has_templates(stages):
+        return list(stages), {}
+    layers = template_teacher_layers(student_layers, teacher_layers)
+    out: list[Stage] = []
+    dropped: list[str] = []
+    reason = None
+    for stage in stages:
+        if not is_template(stage):
+            out.append(stage)
+            continue
+        kept, drop = drop_attention_maps(expand_stage_templates([stage], layers), student_heads, teacher_heads)
+        out += kept
+        if drop is not None:
+            dropped += drop["layers"]
+            reason = drop["reason"]
+    extras: dict[str, Any] = {"teacher_layers": layers}
+    if dropped:
+        extras["attention_maps_not_distilled"] = {"reason": reason, "layers": dropped}
+    return out, extras

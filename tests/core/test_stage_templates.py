@@ -7,6 +7,7 @@ import autokd
 from autokd.config.schema import LayerMapping, Stage
 from autokd.distill import (
     drop_attention_maps,
+    expand_for_student,
     expand_stage_budget,
     expand_stage_templates,
     is_template,
@@ -138,3 +139,23 @@ def test_a_final_budget_is_given_per_configured_stage_the_template_counting_once
     assert len(loaded.auto_distillation.flash_stages()) == 1
     with pytest.raises(autokd.ConfigError, match=r"train_steps: 3 values for 2 stages"):
         autokd.load_config(config(final_distillation={"train_steps": [40, 40, 60]}))
+
+
+def test_a_students_stages_and_extras_in_one_call():
+    fixed = Stage("embeddings", (LayerMapping("embeddings", "", "embeddings", ""),), ("MSE",), (1.0,), False, 7)
+    (template,) = flash_stages()
+    stages, extras = expand_for_student([fixed, template], 2, 6, 1, 4)
+    assert [s.block_name for s in stages] == ["embeddings", "bert.encoder.layer.0", "bert.encoder.layer.1"]
+    assert [m.teacher_layer for s in stages[1:] for m in s.layer_mappings] == [
+        "bert.encoder.layer.2",
+        "bert.encoder.layer.5",
+    ]
+    assert extras == {
+        "teacher_layers": [2, 5],
+        "attention_maps_not_distilled": {
+            "reason": "student has 1 heads, teacher 4",
+            "layers": ["bert.encoder.layer.0.attention.self", "bert.encoder.layer.1.attention.self"],
+        },
+    }
+    assert expand_for_student([fixed], 2, 6, 1, 4) == ([fixed], {})
+    assert expand_for_student([template], 2, 6, 4, 4)[1] == {"teacher_layers": [2, 5]}

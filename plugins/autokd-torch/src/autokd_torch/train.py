@@ -9,6 +9,11 @@ without mappings by ``KnowledgeDistillationLoss`` (``loss_types`` = [student-vs-
 student-vs-teacher], ``temperature``), whose student-vs-targets term already is the
 student's own loss, so ``add_origin_loss`` adds nothing there.
 
+A flash stage template (``{i}``/``{t}`` in its names, docs/config.md) is expanded for
+each student by the core's rules (:mod:`autokd.stage_templates`): one stage per student
+layer, paired with the uniform teacher layers, attention maps dropped where the head
+counts differ; the teacher cache is asked for every teacher layer up front.
+
 Each stage draws from its own stream of the seeded batch order, and all trials of a search share
 one :class:`~autokd_torch.teacher.TeacherForward` and its teacher-output cache
 (``train.teacher_cache``, issue #8): the teacher runs once per training example and
@@ -31,13 +36,7 @@ import torch
 from torch import nn
 
 from autokd import AutoKDError, Config, Stage, TrainConfig, record_extra, stage_fractions, stage_steps
-from autokd.distill import (
-    drop_attention_maps,
-    expand_stage_budget,
-    expand_stage_templates,
-    is_template,
-    template_teacher_layers,
-)
+from autokd.distill import expand_for_student, expand_stage_budget, expand_stage_templates, is_template
 
 from .criteria import DistillationCriterion, IntermediateLayersKnowledgeDistillationLoss, KnowledgeDistillationLoss
 from .data import make_dataloader, repeat_batches
@@ -250,20 +249,7 @@ class FlashDistillationTrainFunc:
             return (self.flash_stages, self.regular_stages), {}
         n_student, student_heads = model_dims(model, "student")
         n_teacher, teacher_heads = model_dims(self.teacher_model, "teacher")
-        layers = template_teacher_layers(n_student, n_teacher)
-        flash: list[Stage] = []
-        dropped: dict | None = None
-        for stage in self.flash_stages:
-            if not is_template(stage):
-                flash.append(stage)
-                continue
-            kept, drop = drop_attention_maps(expand_stage_templates([stage], layers), student_heads, teacher_heads)
-            flash += kept
-            if drop is not None:
-                dropped = drop if dropped is None else {**drop, "layers": dropped["layers"] + drop["layers"]}
-        extras: dict = {"teacher_layers": layers}
-        if dropped is not None:
-            extras["attention_maps_not_distilled"] = dropped
+        flash, extras = expand_for_student(self.flash_stages, n_student, n_teacher, student_heads, teacher_heads)
         return (flash, self.regular_stages), extras
 
     def distillers(
