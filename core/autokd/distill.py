@@ -30,11 +30,17 @@ __all__ = [
     "check_optimizer",
     "check_temperature",
     "describe_output",
+    "drop_attention_maps",
+    "expand_for_student",
+    "expand_stage_budget",
+    "expand_stage_templates",
     "find_logits",
+    "is_template",
     "normalize_layer_mappings",
     "normalize_stages",
     "optimizer_problems",
     "select_output",
+    "template_teacher_layers",
     "token_dims",
 ]
 
@@ -403,3 +409,11 @@ def normalize_layer_mappings(
 # The config-section form of the rules above lives with the schema it reads (autokd.config
 # imports this module; autokd/__init__ imports this one first, so every name above exists).
 from .config.stages import normalize_stages  # noqa: E402
+from .stage_templates import (  # noqa: E402
+    drop_attention_maps,
+    expand_for_student,
+    expand_stage_budget,
+    expand_stage_templates,
+    is_template,
+    template_teacher_layers,
+)

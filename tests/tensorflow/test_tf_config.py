@@ -105,3 +105,25 @@ def test_problems_are_reported_with_their_core_paths():
     text = str(info.value)
     assert "auto_distillation.search.max_trials: must be a positive number of trials, got 0" in text
     assert "auto_distillation.flash_distillation.loss_types: output distillation takes 2 loss types" in text
+
+
+def test_a_stage_template_is_refused_by_the_tensorflow_backend_before_training():
+    from autokd_tensorflow import TFDistillationConfig
+    from autokd_tensorflow.optimization import validate_stages
+
+    config = seed_config(
+        knowledge_transfer=TFDistillationConfig(
+            train_steps=[5],
+            block_names=["bert.encoder.layer.{i}"],
+            layer_mappings=[[("bert.encoder.layer.{i}", "bert.encoder.layer.{t}")]],
+            loss_types=[["MSE"]],
+        )
+    )
+    loaded = autokd.load_config(config)  # the template itself is valid; this backend cannot expand it
+    with pytest.raises(ConfigError) as info:
+        validate_stages(loaded)
+    assert str(info.value) == (
+        "invalid configuration: auto_distillation.flash_distillation: {i}/{t} stage templates are expanded by autokd-torch only; for the "
+        "tensorflow backend write one flash stage per student layer (block_names and layer mappings with the layer "
+        "numbers)"
+    )

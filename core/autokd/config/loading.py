@@ -15,6 +15,7 @@ import cattrs
 
 from ..errors import ConfigError
 from ..output import OutputConfig, check_output
+from ..stage_templates import template_problems
 from .checks import (
     check_final,
     check_import_string,
@@ -152,13 +153,21 @@ def _parse_document(doc: Any, source: str | None, plugins: Registry | None) -> C
             if raw.get("flash_distillation") is not None:
                 flash = structure_section(raw["flash_distillation"], DistillationStagesConfig, flash_path, problems)
                 if flash is not None:
-                    normalize_stages(flash, flash_path, problems)
+                    flash_problems: list[str] = []
+                    flash_stages = normalize_stages(flash, flash_path, flash_problems)
+                    problems += flash_problems
+                    if not flash_problems:
+                        problems += template_problems(flash_stages, flash_path, flash=True)
             regular = None
             reg_path = p("regular_distillation") if ad_path else "flash_distillation.regular_distillation"
             if raw.get("regular_distillation") is not None:
                 regular = structure_section(raw["regular_distillation"], DistillationStagesConfig, reg_path, problems)
                 if regular is not None:
-                    normalize_stages(regular, reg_path, problems)
+                    reg_problems: list[str] = []
+                    reg_stages = normalize_stages(regular, reg_path, reg_problems)
+                    problems += reg_problems
+                    if not reg_problems:
+                        problems += template_problems(reg_stages, reg_path, flash=False)
             final = None
             if raw.get("final_distillation") is not None:
                 final = structure_section(

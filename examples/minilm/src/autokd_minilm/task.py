@@ -13,7 +13,6 @@ import importlib.util
 import json
 import logging
 import os
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 import autokd
-from autokd import Config, load_config
+from autokd import Config
 
 from .data import MissingAssetError, Utterances, general_english, load_utterances
 
@@ -264,144 +263,41 @@ def student_arch(student: nn.Module, keys: Sequence[str]) -> dict[str, Any]:
     return {k: embedding_size_of(student) if k == "embedding_size" else getattr(student.config, k) for k in keys}
 
 
-def teacher_layer_of(student_layers: int, teacher_layers: int) -> list[int]:
-    """The teacher layer each student layer is initialised from and distilled against."""
-    from autokd_torch.init_from_teacher import select_teacher_layers
-
-    return select_teacher_layers(student_layers, teacher_layers, "uniform")
-
-
-_TEMPLATE = re.compile(r"\{[it]\}")
-
-
-def expand_stages(config: Config, arch: Mapping[str, Any]) -> dict:
-    """The config's ``auto_distillation`` section with the flash stage template
-    (``{i}``: student layer, ``{t}``: its teacher layer) expanded to one stage per layer of
-    this student. Attention-map mappings are kept only where the student has the teacher's
-    number of heads (the maps must have the same shape); what was dropped is recorded in
-    the trial."""
-    teacher_cfg = load_teacher().bert.config
-    n_student = int(arch.get("num_hidden_layers", teacher_cfg.num_hidden_layers))
-    heads = int(arch.get("num_attention_heads", teacher_cfg.num_attention_heads))
-    layers = teacher_layer_of(n_student, teacher_cfg.num_hidden_layers)
-    (template,) = config.auto_distillation.flash_stages()
-    blocks, mappings, types, weights, dropped = [], [], [], [], []
-    for i, t in enumerate(layers):
-
-        def fill(text: str) -> str:
-            return text.replace("{i}", str(i)).replace("{t}", str(t))
-
-        stage_maps, stage_types, stage_weights = [], [], []
-        for m, loss, w in zip(template.layer_mappings, template.loss_types, template.loss_weights, strict=True):
-            if m.student_process == "1" and "attention" in m.student_layer and heads != teacher_cfg.num_attention_heads:
-                dropped.append(fill(m.student_layer))
-                continue
-            stage_maps.append([fill(m.student_layer), m.student_process, fill(m.teacher_layer), m.teacher_process])
-            stage_types.append(loss)
-            stage_weights.append(w)
-        blocks.append(fill(template.block_name))
-        mappings.append(stage_maps)
-        types.append(stage_types)
-        weights.append(stage_weights)
-    if dropped:
-        autokd.record_extra(
-            "attention_maps_not_distilled",
-            {"reason": f"student has {heads} heads, teacher {teacher_cfg.num_attention_heads}", "layers": dropped},
-        )
-    autokd.record_extra("teacher_layers", layers)
-    regular = config.auto_distillation.regular_distillation
-    return {
-        "search": json.loads(json.dumps(_plain(config.search))),
-        "flash_distillation": {
-            "block_names": blocks,
-            "layer_mappings_for_knowledge_transfer": mappings,
-            "loss_types": types,
-            "loss_weights": weights,
-            "train_steps": [template.train_steps] * n_student,
-        },
-        "regular_distillation": _plain(regular),
-    }
-
-
-def _plain(obj: Any) -> Any:
-    import attrs
-
-    data = attrs.asdict(obj)
-    return {k: v for k, v in data.items() if v is not None}
-
-
 class TrainFunc:
     """``train_func(student, budget=None)``: autokd-torch's built-in flash + regular
-    distillation on the stages expanded for this student. One ``TeacherForward``, and so
-    one teacher-output cache, serves every trial: it is asked up front for every teacher
-    layer any student may be distilled from, so the prefill at the first trial runs the
-    teacher over the training set once and trial times are comparable.
+    distillation. The config's flash stage is a template (``{i}``: student layer, ``{t}``:
+    its teacher layer) that the built-in train function expands for each student: one stage
+    per student layer, each distilled from the teacher layer ``init_from_teacher`` copied it
+    from, attention maps kept where the head counts match (the trial's extras record
+    ``teacher_layers`` and ``attention_maps_not_distilled``). One teacher-output cache serves
+    every trial: it is asked up front for every teacher layer a template can name, so the
+    prefill at the first trial runs the teacher over the training set once and trial times
+    are comparable.
 
     With a ``budget`` (multi-fidelity search: ``search.fidelity``, ``final_distillation``)
-    each student keeps its own built-in train function, which continues the student's
-    stages where the last call stopped (steps, optimizer, schedule, matchers)."""
+    the train function continues each student's stages where the last call stopped (steps,
+    optimizer, schedule, matchers); the template's fraction goes to each per-layer stage."""
 
     def __init__(self, config: Config, output_dir: str | None = None, show_progress: bool = True):
-        import weakref
-
-        from autokd_torch import TeacherForward
+        from autokd_torch import FlashDistillationTrainFunc
 
         self.config = config
         self.output_dir = output_dir
         self.show_progress = show_progress
-        self._continuing = weakref.WeakKeyDictionary()  # student -> its train function
-        teacher = load_teacher()
-        n_teacher = teacher.bert.config.num_hidden_layers
-        specs = []
-        for stage in config.auto_distillation.flash_stages() + config.auto_distillation.regular_stages():
-            for m in stage.layer_mappings:
-                layers = {m.teacher_layer.replace("{t}", str(t)) for t in range(n_teacher)}
-                specs += [(layer, m.teacher_process) for layer in sorted(layers)]
-        self.teacher_forward = TeacherForward(teacher, specs, cache=config.train.teacher_cache, output_dir=output_dir)
-
-    def __call__(self, student: nn.Module, budget: float | Sequence[float] | None = None) -> nn.Module:
-        train_func = self._continuing.get(student)
-        if train_func is None:
-            train_func = self._train_func(student)
-        if budget is None:
-            return train_func(student)
-        if not getattr(train_func, "supports_budget", False):
-            raise autokd.ConfigError(
-                "auto_distillation.search.fidelity / final_distillation: this autokd-torch cannot continue a "
-                "student with a budget; upgrade autokd-torch or remove those sections from the config"
-            )
-        if not isinstance(budget, int | float):
-            # one fraction per configured stage (final_distillation.train_steps): the flash
-            # template's applies to each of this student's per-layer flash stages
-            flash, regular = budget
-            budget = [float(flash)] * int(student.config.num_hidden_layers) + [float(regular)]
-        self._continuing[student] = train_func
-        return train_func(student, budget)
-
-    def _train_func(self, student: nn.Module):
-        from autokd_torch import FlashDistillationTrainFunc
-
-        arch = student_arch(student, list(self.config.search.search_space))
-        stages = load_config(
-            {"auto_distillation": expand_stages(self.config, arch), "train": _train_section(self.config)}
-        )
         train, _ = datasets()
-        return FlashDistillationTrainFunc(
-            stages,
-            None,
+        self.train_func = FlashDistillationTrainFunc(
+            config,
+            load_teacher(),
             train,
             data_collator=collate,
-            seed=self.config.search.seed,
-            show_progress=self.show_progress,
-            teacher_forward=self.teacher_forward,
-            output_dir=self.output_dir,
+            seed=config.search.seed,
+            show_progress=show_progress,
+            output_dir=output_dir,
         )
+        self.teacher_forward = self.train_func.teacher
 
-
-def _train_section(config: Config) -> dict:
-    import cattrs
-
-    return cattrs.Converter().unstructure(config.train)
+    def __call__(self, student: nn.Module, budget: float | Sequence[float] | None = None) -> nn.Module:
+        return self.train_func(student, budget)
 
 
 class EvalFunc:

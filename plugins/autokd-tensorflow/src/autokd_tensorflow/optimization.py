@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from autokd import AutoDistillation, ConfigError, record_extra
+from autokd.distill import is_template
 
 from .builders import apply_arch, resolve_model_cls
 from .data import as_dataset, first_inputs
@@ -52,6 +53,12 @@ def validate_stages(config) -> None:
     auto = config.auto_distillation
     for kind, stages in (("flash_distillation", auto.flash_stages()), ("regular_distillation", auto.regular_stages())):
         for i, stage in enumerate(stages):
+            if is_template(stage):
+                raise ConfigError(
+                    f"auto_distillation.{kind}" + (f"[{i}]" if len(stages) > 1 else "") + ": {i}/{t} stage "
+                    "templates are expanded by autokd-torch only; for the tensorflow backend write one flash "
+                    "stage per student layer (block_names and layer mappings with the layer numbers)"
+                )
             make_criterion(stage, f"auto_distillation.{kind}" + (f"[{i}]" if len(stages) > 1 else ""))
 
 

@@ -9,6 +9,11 @@ without mappings by ``KnowledgeDistillationLoss`` (``loss_types`` = [student-vs-
 student-vs-teacher], ``temperature``), whose student-vs-targets term already is the
 student's own loss, so ``add_origin_loss`` adds nothing there.
 
+A flash stage template (``{i}``/``{t}`` in its names, docs/config.md) is expanded for
+each student by the core's rules (:mod:`autokd.stage_templates`): one stage per student
+layer, paired with the uniform teacher layers, attention maps dropped where the head
+counts differ; the teacher cache is asked for every teacher layer up front.
+
 Each stage draws from its own stream of the seeded batch order, and all trials of a search share
 one :class:`~autokd_torch.teacher.TeacherForward` and its teacher-output cache
 (``train.teacher_cache``, issue #8): the teacher runs once per training example and
@@ -31,6 +36,7 @@ import torch
 from torch import nn
 
 from autokd import AutoKDError, Config, Stage, TrainConfig, record_extra, stage_fractions, stage_steps
+from autokd.distill import expand_for_student, expand_stage_budget, expand_stage_templates, is_template
 
 from .criteria import DistillationCriterion, IntermediateLayersKnowledgeDistillationLoss, KnowledgeDistillationLoss
 from .data import make_dataloader, repeat_batches
@@ -93,6 +99,8 @@ class _Progress:
     distillers: list[Distillation]
     done: list[float]
     rng_state: torch.Tensor | None = None
+    stages_of: tuple[list[Stage], list[Stage]] | None = None  # its (flash, regular) stages
+    extras: dict = attrs.Factory(dict)  # what the expansion of its templates records in each trial
 
 
 class FlashDistillationTrainFunc:
@@ -175,6 +183,12 @@ class FlashDistillationTrainFunc:
         self.last_stages: list[dict] = []  # the stages' losses of the last call
         self._progress: weakref.WeakKeyDictionary[nn.Module, _Progress] = weakref.WeakKeyDictionary()
         stages = self.flash_stages + self.regular_stages
+        self.has_templates = any(is_template(s) for s in stages)
+        if self.has_templates:
+            # every teacher layer a template can name ({t} over all the teacher's layers)
+            model = teacher_model if teacher_model is not None else getattr(teacher_forward, "teacher_model", None)
+            n_teacher = model_dims(model, "teacher")[0]
+            stages = expand_stage_templates(stages, range(n_teacher))
         specs, logits = teacher_feature_specs(stages), stages_need_logits(stages)
         if teacher_forward is None:
             self.teacher = TeacherForward(
@@ -221,16 +235,37 @@ class FlashDistillationTrainFunc:
             data = prepare_batches(accelerator, data)
         return repeat_batches(data)
 
-    def distillers(self, accelerator=None) -> list[Distillation]:
+    def stages_for(self, model: nn.Module) -> tuple[list[Stage], list[Stage]]:
+        """The (flash, regular) stages of ``model``: each ``{i}``/``{t}`` template
+        expanded to one stage per student layer, ``{t}`` the teacher layer
+        ``init_from_teacher(layers='uniform')`` copies student layer ``i`` from, and
+        attention-map mappings dropped where the head counts differ (both recorded in the
+        trial's extras: ``teacher_layers``, ``attention_maps_not_distilled``)."""
+        return self._expand(model)[0]
+
+    def _expand(self, model: nn.Module) -> tuple[tuple[list[Stage], list[Stage]], dict]:
+        """:meth:`stages_for` and the extras it records in every trial of ``model``."""
+        if not self.has_templates:
+            return (self.flash_stages, self.regular_stages), {}
+        n_student, student_heads = model_dims(model, "student")
+        n_teacher, teacher_heads = model_dims(self.teacher_model, "teacher")
+        flash, extras = expand_for_student(self.flash_stages, n_student, n_teacher, student_heads, teacher_heads)
+        return (flash, self.regular_stages), extras
+
+    def distillers(
+        self, accelerator=None, stages_of: tuple[list[Stage], list[Stage]] | None = None
+    ) -> list[Distillation]:
         """One :class:`Distillation` per stage, flash stages first, each with its own
         stream of the seeded batch order (so a stage continued later sees the batches it
-        would have seen in one go)."""
+        would have seen in one go). ``stages_of``: the (flash, regular) stages of the
+        student (:meth:`stages_for`), default the configured ones."""
+        flash_stages, regular_stages = stages_of or (self.flash_stages, self.regular_stages)
         stages: list[tuple[str, Stage]] = []
-        for i, stage in enumerate(self.flash_stages):
+        for i, stage in enumerate(flash_stages):
             where = f" {stage.block_name}" if stage.block_name else ""
-            stages.append((f"flash {i + 1}/{len(self.flash_stages)}{where}", stage))
-        for i, stage in enumerate(self.regular_stages):
-            stages.append((f"regular {i + 1}/{len(self.regular_stages)}", stage))
+            stages.append((f"flash {i + 1}/{len(flash_stages)}{where}", stage))
+        for i, stage in enumerate(regular_stages):
+            stages.append((f"regular {i + 1}/{len(regular_stages)}", stage))
         distillers = []
         for name, stage in stages:
             distiller = Distillation(
@@ -262,13 +297,18 @@ class FlashDistillationTrainFunc:
         self._progress = weakref.WeakKeyDictionary()
 
     def __call__(self, model: nn.Module, budget: float | Sequence[float] | None = None) -> nn.Module:
-        stages = self.stages
+        progress = self._progress.get(model) if budget is not None else None
+        stages_of, extras = self._expand(model) if progress is None else (progress.stages_of, progress.extras)
+        for key, value in extras.items():
+            record_extra(key, value)
+        stages = stages_of[0] + stages_of[1]
+        if budget is not None and self.has_templates:
+            budget = expand_stage_budget(budget, self.stages, model_dims(model, "student")[0])
         fractions = None if budget is None else stage_fractions(budget, len(stages))
         accelerator = self.engine.accelerator()
-        progress = self._progress.get(model) if budget is not None else None
         if progress is None:
-            distillers = self.distillers(accelerator)
-            progress = _Progress(distillers, [0.0] * len(stages))
+            distillers = self.distillers(accelerator, stages_of)
+            progress = _Progress(distillers, [0.0] * len(stages), stages_of=stages_of, extras=extras)
             initializer = basis_matcher_initializer(model)
             if initializer is not None:
                 for distiller in distillers:
@@ -326,6 +366,22 @@ class FlashDistillationTrainFunc:
         ]
         record_extra("stages", self.last_stages)
         return trained
+
+
+def model_dims(model: nn.Module | None, role: str) -> tuple[int, int | None]:
+    """``(num_hidden_layers, num_attention_heads)`` of a model's Hugging Face config (its
+    own ``config`` or the first submodule's), for expanding stage templates."""
+    configs = [getattr(m, "config", None) for m in ([model] + list(model.modules()) if model is not None else [])]
+    for config in configs:
+        layers = getattr(config, "num_hidden_layers", None)
+        if isinstance(layers, int):
+            heads = getattr(config, "num_attention_heads", None)
+            return layers, heads if isinstance(heads, int) else None
+    raise AutoKDError(
+        f"auto_distillation.flash_distillation: a {{i}}/{{t}} stage template is expanded per layer of the "
+        f"{role}, but the {role} ({type(model).__name__}) has no config.num_hidden_layers (a Hugging Face "
+        f"config); write the stages out per layer, or give the model such a config"
+    )
 
 
 @contextlib.contextmanager
