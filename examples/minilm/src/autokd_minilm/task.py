@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -139,7 +138,7 @@ def embed(model: nn.Module, data: TokenizedTexts, batch_size: int = 64) -> torch
     """Sentence embeddings of every example of ``data``, in its order. Batches hold
     utterances of similar length (mean 12 tokens, longest 40), which more than halves the
     padding and the time of a length-blind batching."""
-    from autokd_torch.data import by_length
+    from autokd_torch import by_length
 
     was_training = model.training
     model.eval()
@@ -190,7 +189,7 @@ def basis_statistics():
     """The teacher's hidden-state statistics on the first training utterances (autokd-torch's
     ``BasisData``), computed once: every student's ``pca_hidden`` width basis (the principal
     directions of the teacher's hidden states on this text) comes from them."""
-    from autokd_torch.backend import BasisData
+    from autokd_torch import BasisData
     from autokd_torch.init_from_teacher import hidden_state_gram
 
     train, _ = datasets()
@@ -363,59 +362,14 @@ def student_dir(output_dir: str, arch: Mapping[str, Any]) -> str:
 
 
 def save_student(student: SentenceEncoder, path: str) -> None:
-    """Save in the sentence-transformers layout: the BERT encoder and tokenizer at the top
-    (``transformers.AutoModel.from_pretrained(path)`` loads it), mean pooling in
-    ``1_Pooling``, the projection to the teacher's size in ``2_Dense``, then normalisation,
+    """Save in the sentence-transformers layout (autokd-torch's): the BERT encoder and
+    tokenizer at the top (``transformers.AutoModel.from_pretrained(path)`` loads it), mean
+    pooling, the projection to the teacher's size where there is one, then normalisation,
     as the teacher does (``SentenceTransformer(path)`` gives 384-d embeddings)."""
-    from safetensors.torch import save_file
+    from autokd_torch.saving import save_sentence_encoder
 
-    os.makedirs(path, exist_ok=True)
-    student.bert.save_pretrained(path)
-    tokenizer().save_pretrained(path)
-    hidden = student.bert.config.hidden_size
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]
-    _write_json(
-        os.path.join(path, "1_Pooling", "config.json"),
-        {
-            "word_embedding_dimension": hidden,
-            "pooling_mode_cls_token": False,
-            "pooling_mode_mean_tokens": True,
-            "pooling_mode_max_tokens": False,
-            "pooling_mode_mean_sqrt_len_tokens": False,
-        },
-    )
-    if isinstance(student.projection, nn.Linear):
-        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
-        _write_json(
-            os.path.join(path, "2_Dense", "config.json"),
-            {
-                "in_features": hidden,
-                "out_features": student.projection.out_features,
-                "bias": True,
-                "activation_function": "torch.nn.modules.linear.Identity",
-            },
-        )
-        save_file(
-            {
-                "linear.weight": student.projection.weight.detach().contiguous(),
-                "linear.bias": student.projection.bias.detach().contiguous(),
-            },
-            os.path.join(path, "2_Dense", "model.safetensors"),
-        )
-    modules.append(
-        {
-            "idx": len(modules),
-            "name": str(len(modules)),
-            "path": f"{len(modules)}_Normalize",
-            "type": "sentence_transformers.models.Normalize",
-        }
-    )
-    os.makedirs(os.path.join(path, modules[-1]["path"]), exist_ok=True)
-    _write_json(os.path.join(path, "modules.json"), modules)
-    _write_json(os.path.join(path, "sentence_bert_config.json"), {"max_seq_length": MAX_LENGTH, "do_lower_case": False})
+    projection = student.projection if isinstance(student.projection, nn.Linear) else None
+    save_sentence_encoder(path, student.bert, projection, tokenizer(), max_seq_length=MAX_LENGTH)
 
 
 def load_student(path: str) -> SentenceEncoder:
@@ -431,10 +385,3 @@ def load_student(path: str) -> SentenceEncoder:
         student.projection = nn.Linear(bert.config.hidden_size, weights["linear.weight"].shape[0])
         student.projection.load_state_dict({"weight": weights["linear.weight"], "bias": weights["linear.bias"]})
     return student.eval()
-
-
-def _write_json(path: str, data: Any) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")

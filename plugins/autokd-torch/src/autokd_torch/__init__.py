@@ -24,6 +24,8 @@ _EXPORTS = {
     "FlashDistillationTrainFunc": "train",
     "Trainer": "trainer",
     "TorchBackend": "backend",
+    "BasisData": "backend",
+    "by_length": "data",
     "EvalFunc": "evaluate",
     "Engine": "engine",
     "transformers_builder": "builder",
@@ -37,6 +39,7 @@ _EXPORTS = {
     "l1": "losses",
     "load_student": "saving",
     "save_student": "saving",
+    "save_sentence_encoder": "saving",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

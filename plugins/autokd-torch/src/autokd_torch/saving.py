@@ -20,7 +20,7 @@ from typing import Any
 
 from autokd import AutoKDError
 
-__all__ = ["load_student", "save_student", "sentence_encoder_parts", "teacher_tokenizer"]
+__all__ = ["load_student", "save_sentence_encoder", "save_student", "sentence_encoder_parts", "teacher_tokenizer"]
 
 log = logging.getLogger("autokd.torch")
 
@@ -52,7 +52,7 @@ def save_student(model: Any, directory: str, *, record=None, context=None) -> di
             "load": f"from transformers import {cls}\nmodel = {cls}.from_pretrained({directory!r})",
         }
     elif (parts := sentence_encoder_parts(model, example_inputs)) is not None:
-        _save_sentence_encoder(directory, *parts, tokenizer)
+        save_sentence_encoder(directory, *parts, tokenizer)
         info = {
             "format": "sentence-transformers",
             "load": f"from sentence_transformers import SentenceTransformer\nmodel = SentenceTransformer({directory!r})",
@@ -143,11 +143,18 @@ def sentence_encoder_parts(model: Any, example_inputs: Any) -> tuple[Any, Any] |
     return (encoder, projection) if same else None
 
 
-def _save_sentence_encoder(directory: str, encoder: Any, projection: Any, tokenizer: Any) -> None:
-    """The sentence-transformers layout: the encoder (and tokenizer) at the top, mean
-    pooling in ``1_Pooling``, the projection in ``2_Dense``, then ``Normalize``."""
+def save_sentence_encoder(
+    directory: str, encoder: Any, projection: Any = None, tokenizer: Any = None, max_seq_length: int | None = None
+) -> None:
+    """Save a sentence encoder (a transformers ``encoder``, mean pooling, an optional
+    ``nn.Linear`` ``projection``, unit length) in the sentence-transformers layout: the
+    encoder (and tokenizer) at the top, mean pooling in ``1_Pooling``, the projection in
+    ``2_Dense``, then ``Normalize``; ``SentenceTransformer(directory)`` and
+    ``transformers.AutoModel.from_pretrained(directory)`` load it offline.
+    ``max_seq_length`` defaults to the tokenizer's limit or the encoder's positions."""
     from safetensors.torch import save_file
 
+    os.makedirs(directory, exist_ok=True)
     encoder.save_pretrained(directory, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
@@ -194,7 +201,7 @@ def _save_sentence_encoder(directory: str, encoder: Any, projection: Any, tokeni
     )
     os.makedirs(os.path.join(directory, normalize), exist_ok=True)
     _write_json(os.path.join(directory, "modules.json"), modules)
-    max_length = getattr(tokenizer, "model_max_length", None)
+    max_length = max_seq_length if max_seq_length is not None else getattr(tokenizer, "model_max_length", None)
     if not isinstance(max_length, int) or max_length > 1_000_000:
         max_length = encoder.config.max_position_embeddings
     _write_json(
