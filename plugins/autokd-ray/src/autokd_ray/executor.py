@@ -30,6 +30,8 @@ from autokd.worker import WORKER_ENV, AffinityScheduler, lost_trial_record, pin_
 
 __all__ = ["RayExecutor", "ray_executor"]
 
+_POLL_SECONDS = 0.5  # longest wait without returning to Python (see RayExecutor.wait)
+
 log = logging.getLogger("autokd.ray")
 
 _FIELD = "auto_distillation.search.executor"
@@ -170,7 +172,9 @@ class RayExecutor(Executor):
         ray = self._ray
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._finished and self._running and self._refs:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            # In slices: Python runs a signal handler (Ctrl-C's KeyboardInterrupt) only when
+            # ray.wait returns to it, so an unbounded wait could hold Ctrl-C until a trial ends.
+            remaining = _POLL_SECONDS if deadline is None else min(_POLL_SECONDS, max(0.0, deadline - time.monotonic()))
             refs = list(self._refs)
             ready, _ = ray.wait(refs, num_returns=1, timeout=remaining)
             if ready:  # everything else that is done too
