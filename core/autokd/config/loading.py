@@ -149,25 +149,9 @@ def _parse_document(doc: Any, source: str | None, plugins: Registry | None) -> C
                 if search is not None:
                     check_search(search, p("search"), problems, plugins.evaluators if plugins is not None else None)
             flash_path = p("flash_distillation") + (".knowledge_transfer" if not ad_path else "")
-            flash = None
-            if raw.get("flash_distillation") is not None:
-                flash = structure_section(raw["flash_distillation"], DistillationStagesConfig, flash_path, problems)
-                if flash is not None:
-                    flash_problems: list[str] = []
-                    flash_stages = normalize_stages(flash, flash_path, flash_problems)
-                    problems += flash_problems
-                    if not flash_problems:
-                        problems += template_problems(flash_stages, flash_path, flash=True)
-            regular = None
+            flash = _stages_section(raw.get("flash_distillation"), flash_path, problems, flash=True)
             reg_path = p("regular_distillation") if ad_path else "flash_distillation.regular_distillation"
-            if raw.get("regular_distillation") is not None:
-                regular = structure_section(raw["regular_distillation"], DistillationStagesConfig, reg_path, problems)
-                if regular is not None:
-                    reg_problems: list[str] = []
-                    reg_stages = normalize_stages(regular, reg_path, reg_problems)
-                    problems += reg_problems
-                    if not reg_problems:
-                        problems += template_problems(reg_stages, reg_path, flash=False)
+            regular = _stages_section(raw.get("regular_distillation"), reg_path, problems, flash=False)
             final = None
             if raw.get("final_distillation") is not None:
                 final = structure_section(
@@ -352,3 +336,18 @@ def to_dict(config: Config) -> dict:
     ev = data.get("evaluation", {})
     ev.update(ev.pop("metric_options", {}))
     return data
+
+
+def _stages_section(raw: Any, path: str, problems: list[str], *, flash: bool) -> DistillationStagesConfig | None:
+    """A flash or regular distillation section: structured, its stages normalised, and
+    (when they are well formed) its ``{i}``/``{t}`` templates checked."""
+    if raw is None:
+        return None
+    section = structure_section(raw, DistillationStagesConfig, path, problems)
+    if section is not None:
+        stage_problems: list[str] = []
+        stages = normalize_stages(section, path, stage_problems)
+        problems += stage_problems
+        if not stage_problems:
+            problems += template_problems(stages, path, flash=flash)
+    return section
