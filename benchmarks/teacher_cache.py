@@ -221,6 +221,10 @@ def search_config(flash_steps: int, regular_steps: int) -> dict:
         max_trials=4,
     )
     search.pop("advisor_options", None)
+    # whole trials, one after another: no multi-fidelity rungs (this train function takes
+    # no budget) and no final distillation
+    search.pop("fidelity", None)
+    doc["auto_distillation"].pop("final_distillation", None)
     doc["auto_distillation"]["flash_distillation"]["train_steps"] = [flash_steps]
     doc["auto_distillation"]["regular_distillation"]["train_steps"] = [regular_steps]
     doc.pop("evaluation", None)

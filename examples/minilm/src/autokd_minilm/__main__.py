@@ -34,7 +34,17 @@ def main(argv=None) -> int:
         default=None,
         help="override the steps of each flash stage and of the regular stage (e.g. a quick smoke run)",
     )
+    parser.add_argument(
+        "--augment-copies",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on the utterances and N copies of each with words replaced by the teacher's nearest words "
+        "(default: autokd_minilm.task.AUGMENT_COPIES; 0: the utterances alone)",
+    )
     args = parser.parse_args(argv)
+    if args.augment_copies is not None and args.augment_copies < 0:
+        parser.error(f"--augment-copies must be 0 or more, got {args.augment_copies}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -97,6 +107,9 @@ def _run(args) -> int:
     task.teacher_embeddings()
 
     agent = autokd.AutoDistillation(lambda arch: task.build_student(arch, seed=search.seed or 0), config)
+    if args.augment_copies is not None:
+        task.set_augmentation(args.augment_copies)
+    log.info("training data: %d examples (the utterances and altered copies)", len(task.training_data()))
     agent.train_func = task.TrainFunc(config, out, show_progress=not args.no_progress)
     agent.eval_func = task.EvalFunc(out, list(config.search.search_space))
     latency_options = config.evaluation.options_for("latency")
