@@ -46,6 +46,13 @@ def pareto_front(records: Iterable[TrialRecord], objectives: Sequence[Objective]
     return sorted(front, key=lambda r: r.trial)
 
 
+def lexicographic(values: Sequence[float], objectives: Sequence[Objective]) -> tuple[float, ...]:
+    """``values`` turned so that lower is better in each objective, in the objectives'
+    order: the sort key of "the first metric decides, the following ones break its ties"
+    (the best trial's rule, and a multi-fidelity rung's tie-break)."""
+    return tuple(-v if o.higher_is_better else v for v, o in zip(values, objectives, strict=True))
+
+
 def select_best(
     records: Iterable[TrialRecord], objectives: Sequence[Objective], constraints: Sequence[Constraint] = ()
 ) -> tuple[TrialRecord | None, bool]:
@@ -65,7 +72,7 @@ def select_best(
 
     def sort_key(item):
         record, values = item
-        return tuple(-v if o.higher_is_better else v for v, o in zip(values, objectives, strict=True)) + (record.trial,)
+        return lexicographic(values, objectives) + (record.trial,)
 
     feasible = [(r, v) for r, v in scored if all(c.holds(r.metrics) for c in constraints)]
     if feasible:

@@ -8,7 +8,8 @@ each starting at a higher rung with fewer candidates (Li et al., 2018, "Hyperban
 
 "Best" is decided by :func:`rank`: feasible candidates (every constraint holds) before
 infeasible ones, then, with several objectives, the non-dominated rank and the crowding
-distance (Deb et al., 2002, NSGA-II); with one, its value. Failed evaluations come last
+distance (Deb et al., 2002, NSGA-II), equal distances by the first metric (the best trial's
+rule: ``front.select_best``); with one, its value. Failed evaluations come last
 and are never promoted.
 
 Promotion is synchronous when trials run one at a time (a rung is complete before any of
@@ -28,6 +29,7 @@ import attrs
 
 from .advisor import Objective
 from .config import Constraint, FidelityConfig
+from .front import lexicographic
 from .results import TrialRecord, dominates
 
 __all__ = ["Bracket", "FidelitySchedule", "plan_brackets", "rank", "rung_budgets"]
@@ -69,7 +71,8 @@ def rank(
     records: Sequence[TrialRecord], objectives: Sequence[Objective], constraints: Sequence[Constraint] = ()
 ) -> list[TrialRecord]:
     """``records`` best first: feasible before infeasible, then by non-dominated rank and
-    crowding distance (one objective: its value), then the earlier trial; failed last."""
+    crowding distance, equal distances by the objectives in order (one objective: its
+    value), then the earlier trial; failed last."""
     scored = [(r, r.values(objectives)) for r in records]
     failed = sorted((r for r, v in scored if v is None), key=lambda r: r.trial)
     ok = [(r, v) for r, v in scored if v is not None]
@@ -89,7 +92,9 @@ def _rank_group(scored: list[tuple[TrialRecord, tuple]], objectives: Sequence[Ob
     while remaining:  # peel off non-dominated fronts
         front = [(r, v) for r, v in remaining if not any(dominates(w, v, objectives) for _, w in remaining)]
         distance = _crowding(front, len(objectives))
-        front.sort(key=lambda item: (-distance[id(item[0])], item[0].trial))
+        # equal crowding (e.g. both ends of a front, or a front of two): the first metric
+        # decides, as it does for the best trial, then the earlier trial
+        front.sort(key=lambda item: (-distance[id(item[0])], lexicographic(item[1], objectives), item[0].trial))
         out.extend(r for r, _ in front)
         taken = {id(r) for r, _ in front}
         remaining = [(r, v) for r, v in remaining if id(r) not in taken]

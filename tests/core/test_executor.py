@@ -152,8 +152,9 @@ def test_random_and_grid_skip_pending_points_themselves(tmp_path):
 
 
 def test_asynchronous_successive_halving_promotes_as_results_arrive(tmp_path):
-    # local executor, 3 in flight: after candidates 0-2 report, the best of them (0, by
-    # crowding on a two-member front {0, 1}) goes on before candidates 5-8 are proposed
+    # local executor, 3 in flight: after candidates 0-2 report, the best of them (1: on the
+    # two-member front {0, 1} both crowding distances are infinite, and accuracy, the first
+    # metric, decides) goes on before candidates 5-8 are proposed
     conf = seed_dict_config(
         max_trials=9,
         search_space={"w": list(range(9))},
@@ -175,7 +176,7 @@ def test_asynchronous_successive_halving_promotes_as_results_arrive(tmp_path):
     records = read_trials(tmp_path)
     at = {(r["candidate"], r["rung"]): r for r in records}
     assert len(at) == len(records)  # no candidate trained twice at a rung
-    assert at[(0, 1)]["trial"] == 5 and at[(5, 0)]["trial"] > 5
+    assert at[(1, 1)]["trial"] == 5 and at[(5, 0)]["trial"] > 5
     full = [r for r in records if r["rung"] == 2]
     assert full and all(r["budget"] == 1.0 for r in full)
     # at least the synchronous quotas went on: 3 of 9 to rung 1, 1 to the full budget

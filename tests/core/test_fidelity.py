@@ -16,7 +16,8 @@ from autokd.schedule import plan_brackets, rung_budgets
 #   6 (.90, 7)  7 (.95, 8)  8 (.40, 9); constraint latency <= 6 leaves 6, 7, 8 infeasible.
 # Feasible first front {0, 1, 3, 5}; crowding distances (accuracy range .3, latency 5):
 # 0 and 5 infinite, 1: .2/.3 + 3/5 = 1.27, 3: .2/.3 + 4/5 = 1.47; second front {2, 4};
-# then the infeasible 6, 7 (front) and 8. Rank: 0, 5, 3, 1, 2, 4, 6, 7, 8.
+# then the infeasible 6, 7 (front) and 8. 0 and 5 tie on distance: the first metric
+# (accuracy) puts 5 first, as it would choose the best. Rank: 5, 0, 3, 1, 2, 4, 6, 7, 8.
 ACCURACY = [0.50, 0.60, 0.55, 0.70, 0.65, 0.80, 0.90, 0.95, 0.40]
 
 
@@ -104,23 +105,23 @@ def test_successive_halving_promotes_by_constraint_rank_and_crowding(tmp_path):
     records = read_trials(tmp_path)
     assert [r["trial"] for r in records] == list(range(13))
     assert all(r["phase"] == "search" for r in records)
-    assert by_rung(records) == {0: list(range(9)), 1: [0, 5, 3], 2: [0]}
+    assert by_rung(records) == {0: list(range(9)), 1: [5, 0, 3], 2: [5]}
     budgets = {r["rung"]: r["budget"] for r in records}
     assert budgets == pytest.approx({0: 1 / 9, 1: 1 / 3, 2: 1.0})
-    # candidate 0 went on from the same model object: increments 1/9, 2/9, 6/9 add up to 1
-    assert len({id(m) for m in models[0]}) == 1
-    assert models[0][0].budgets == pytest.approx([1 / 9, 2 / 9, 6 / 9])
-    assert sum(models[0][0].budgets) == pytest.approx(1.0)
-    assert models[5][0].budgets == pytest.approx([1 / 9, 2 / 9]) and models[1][0].budgets == pytest.approx([1 / 9])
+    # candidate 5 went on from the same model object: increments 1/9, 2/9, 6/9 add up to 1
+    assert len({id(m) for m in models[5]}) == 1
+    assert models[5][0].budgets == pytest.approx([1 / 9, 2 / 9, 6 / 9])
+    assert sum(models[5][0].budgets) == pytest.approx(1.0)
+    assert models[0][0].budgets == pytest.approx([1 / 9, 2 / 9]) and models[1][0].budgets == pytest.approx([1 / 9])
     # the front and the best come from full-budget evaluations only
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [t["trial"] for t in summary["pareto_front"]] == [12]
-    assert summary["best_trial"] == 12 and best == {"w": 0} and summary["candidates"] == 9
+    assert summary["best_trial"] == 12 and best == {"w": 5} and summary["candidates"] == 9
     assert summary["rung_budgets"] == pytest.approx([1 / 9, 1 / 3, 1.0])
     # dropped candidates were released: models and checkpoint directories
-    assert agent.runner.held() == [0]
-    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["candidate-0"]
-    assert agent.trained_model(0) is models[0][0] and agent.trained_model(5) is None
+    assert agent.runner.held() == [5]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["candidate-5"]
+    assert agent.trained_model(5) is models[5][0] and agent.trained_model(0) is None
     # the advisor learnt every candidate's first evaluation, and heard of every evaluation
     assert [h[0]["w"] for h in agent.advisor.history] == list(range(9))
     assert len(agent.advisor.budget_history) == 13
@@ -163,11 +164,11 @@ def test_one_objective_ranks_by_value_and_hyperband_brackets(tmp_path):
 
 
 def test_resume_in_the_middle_of_a_rung_trains_no_candidate_twice(tmp_path):
-    # The 11th evaluation is candidate 5's at rung 1: killed then; 0 has its rung-1 record
+    # The 11th evaluation is candidate 0's at rung 1: killed then; 5 has its rung-1 record
     with pytest.raises(KeyboardInterrupt):
         make_agent(config(), {}, interrupt_at=11).search_loop(tmp_path)
     before = read_trials(tmp_path)
-    assert [(r["candidate"], r["rung"]) for r in before][-2:] == [(8, 0), (0, 1)]
+    assert [(r["candidate"], r["rung"]) for r in before][-2:] == [(8, 0), (5, 1)]
 
     models = {}
     agent = make_agent(config(), models)
@@ -177,16 +178,16 @@ def test_resume_in_the_middle_of_a_rung_trains_no_candidate_twice(tmp_path):
     pairs = [(r["candidate"], r["rung"]) for r in records]
     assert len(pairs) == len(set(pairs)) == 13  # nothing trained twice, nothing lost
     assert sorted(r["trial"] for r in records) == list(range(13))
-    assert by_rung(records) == {0: list(range(9)), 1: [0, 5, 3], 2: [0]}
-    # the resumed process held no model: 0 (recorded at rung 1) was trained from scratch
-    # to the full budget, 5 and 3 (rung 1 not recorded) to 1/3
-    assert models[0][0].budgets == pytest.approx([1.0])
+    assert by_rung(records) == {0: list(range(9)), 1: [5, 0, 3], 2: [5]}
+    # the resumed process held no model: 5 (recorded at rung 1) was trained from scratch
+    # to the full budget, 0 and 3 (rung 1 not recorded) to 1/3
+    assert models[5][0].budgets == pytest.approx([1.0])
     full = records[-1]
-    assert full["candidate"] == 0 and full["extras"].get("retrained_from_scratch") is True
+    assert full["candidate"] == 5 and full["extras"].get("retrained_from_scratch") is True
     assert full["extras"].get("continued_from") is None
-    resumed_5 = next(r for r in records if (r["candidate"], r["rung"]) == (5, 1))
-    assert resumed_5["extras"]["retrained_from_scratch"] is True and models[5][0].budgets == pytest.approx([1 / 3])
-    assert resumed_5["trial"] == 10  # the number the killed trial had
+    resumed_0 = next(r for r in records if (r["candidate"], r["rung"]) == (0, 1))
+    assert resumed_0["extras"]["retrained_from_scratch"] is True and models[0][0].budgets == pytest.approx([1 / 3])
+    assert resumed_0["trial"] == 10  # the number the killed trial had
 
 
 def test_final_distillation_continues_the_best_and_is_chosen(tmp_path):
@@ -195,12 +196,12 @@ def test_final_distillation_continues_the_best_and_is_chosen(tmp_path):
     best = agent.search_loop(tmp_path)
     records = read_trials(tmp_path)
     final = [r for r in records if r["phase"] == "final"]
-    assert len(final) == 1 and final[0]["trial"] == 13 and final[0]["candidate"] == 0
+    assert len(final) == 1 and final[0]["trial"] == 13 and final[0]["candidate"] == 5
     assert final[0]["budget"] == 3.0 and final[0]["rung"] is None
     assert final[0]["extras"]["continued_from"] == 1.0
-    assert models[0][-1] is models[0][0] and models[0][0].budgets[-1] == pytest.approx(2.0)
+    assert models[5][-1] is models[5][0] and models[5][0].budgets[-1] == pytest.approx(2.0)
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["best_trial"] == 13 and summary["best_phase"] == "final" and best == {"w": 0}
+    assert summary["best_trial"] == 13 and summary["best_phase"] == "final" and best == {"w": 5}
     assert [t["trial"] for t in summary["pareto_front"]] == [12]  # the search's front
     assert [r["trial"] for r in summary["final"]] == [13]
 
@@ -266,11 +267,11 @@ def test_a_final_distillation_killed_midway_is_resumed_alone(tmp_path):
     assert len(read_trials(tmp_path)) == 13
     models = {}
     agent = make_agent(conf, models)
-    assert agent.search_loop(tmp_path, resume=True) == {"w": 0}
+    assert agent.search_loop(tmp_path, resume=True) == {"w": 5}
     records = read_trials(tmp_path)
     assert len(records) == 14 and records[-1]["phase"] == "final" and records[-1]["trial"] == 13
     # only the final ran, rebuilt (the search's model went with the killed process): 3 x from scratch
-    assert list(models) == [0] and models[0][0].budgets == [3.0]
+    assert list(models) == [5] and models[5][0].budgets == [3.0]
     assert records[-1]["extras"]["retrained_from_scratch"] is True
 
 
