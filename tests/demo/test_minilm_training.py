@@ -43,6 +43,9 @@ def test_every_student_and_budget_goes_to_one_built_in_train_function(monkeypatc
     train_func = task.TrainFunc(config, None, show_progress=False)
     (made,) = _Recorder.made
     assert made.args[0] is config
+    # the students learn from the utterances and their augmented copies (augment.py)
+    assert made.args[2] is task.training_data()
+    assert len(made.args[2]) == (1 + task.AUGMENT_COPIES) * len(task.datasets()[0]) == 4 * 1505
     a, b = _Student(), _Student()
     train_func(a, 1 / 9)
     train_func(b, 1 / 9)
