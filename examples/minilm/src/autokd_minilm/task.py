@@ -131,7 +131,7 @@ def datasets() -> tuple[TokenizedTexts, TokenizedTexts]:
 # words replaced by the teacher's nearest words (augment.py; rate: a replaceable word's
 # chance). Measured (the student trained as benchmarks/minilm_students.py --padding-rule does:
 # 2 copied layers, FFN 1536, rank-48 embeddings, the default stages x3 in one
-# call, one thread, seed 0): held-out fidelity 0.744 -> 0.750, general English 0.582 -> 0.624;
+# call, one thread, seed 0): held-out fidelity 0.744 -> 0.750, general English 0.580 -> 0.624;
 # 6 copies at rate 0.4 no better (0.750 / 0.623); 3 copies with the stages x6: 0.768 / 0.631.
 AUGMENT_COPIES = 3
 AUGMENT_RATE = 0.3
