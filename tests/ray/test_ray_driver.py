@@ -41,6 +41,10 @@ train = SleepTrain(120, pid_dir={pid_dir!r})
 """
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -60,6 +64,10 @@ def test_ctrl_c_stops_the_running_trials_and_the_ray_the_search_started(tmp_path
     driver = subprocess.Popen(
         [sys.executable, "-m", "autokd.cli", "run", "search.yaml", "--output-dir", "out", "--no-progress"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # as a terminal's foreground job: a process started in the background by a
+        # non-interactive shell (`cmd &`, as CI scripts may run the tests) inherits SIGINT
+        # ignored, and Python then installs no KeyboardInterrupt handler at all
+        preexec_fn=_sigint_default,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 180
