@@ -77,6 +77,12 @@ def replace_words(
     return out
 
 
+def check_augmentation(copies: int, rate: float) -> None:
+    """Refuse a negative number of copies or a replacement chance outside [0, 1]."""
+    if copies < 0 or not 0.0 <= rate <= 1.0:
+        raise ValueError(f"augmentation: copies must be >= 0 and rate in [0, 1], got {copies=} {rate=}")
+
+
 class NearestWordCopies(torch.utils.data.Dataset):
     """The examples of ``dataset`` (a ``TokenizedTexts``) followed by ``copies`` altered
     copies of each (``rate``: the chance that a replaceable word is replaced), drawn once
@@ -84,8 +90,7 @@ class NearestWordCopies(torch.utils.data.Dataset):
     cache serves them all."""
 
     def __init__(self, dataset, copies: int, rate: float = 0.3, seed: int = 0):
-        if copies < 0 or not 0.0 <= rate <= 1.0:
-            raise ValueError(f"augmentation: copies must be >= 0 and rate in [0, 1], got {copies=} {rate=}")
+        check_augmentation(copies, rate)
         self.utterances = dataset.utterances
         self.copies, self.rate = copies, rate
         neighbours = nearest_words() if copies else {}

@@ -143,8 +143,9 @@ _augmentation = {"copies": AUGMENT_COPIES, "rate": AUGMENT_RATE}
 def set_augmentation(copies: int = AUGMENT_COPIES, rate: float = AUGMENT_RATE) -> None:
     """How many altered copies of each utterance students train on from now on (0: the
     utterances alone), and a replaceable word's chance of being replaced in a copy."""
-    if copies < 0 or not 0.0 <= rate <= 1.0:
-        raise ValueError(f"augmentation: copies must be >= 0 and rate in [0, 1], got {copies=} {rate=}")
+    from .augment import check_augmentation
+
+    check_augmentation(copies, rate)
     _augmentation.update(copies=int(copies), rate=float(rate))
 
 
