@@ -36,7 +36,7 @@ _EXPORTS = {
     "Scheduler": "distillation",
     "StageResult": "distillation",
     "distill": "distillation",
-    "make_optimizer": "distillation",
+    "make_optimizer": "optimizers",
     "FeatureExtractor": "features",
     "build_transformers_model": "builders",
     "load_model": "loading",
@@ -59,7 +59,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .contract import DistillationCriterion
     from .criteria import IntermediateLayersKnowledgeDistillationLoss, KnowledgeDistillationLoss
     from .data import as_dataset
-    from .distillation import Distiller, Scheduler, StageResult, distill, make_optimizer
+    from .distillation import Distiller, Scheduler, StageResult, distill
+    from .optimizers import make_optimizer
     from .engine import engine_settings
     from .evaluation import evaluate
     from .init_from_teacher import initialize_from_teacher

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from autokd import ConfigError, registry, resolve_lazy
+from autokd import ConfigError, Stage, registry, resolve_lazy
 from autokd.distill import (
     DISTRIBUTION_LOSSES,
     DISTRIBUTION_TOLERANCE,
@@ -43,7 +43,13 @@ from .padding import measure_token_dims, real_positions, token_mask
 
 import tensorflow as tf  # noqa: E402
 
-__all__ = ["KnowledgeDistillationLoss", "IntermediateLayersKnowledgeDistillationLoss", "task_loss", "get_loss"]
+__all__ = [
+    "KnowledgeDistillationLoss",
+    "IntermediateLayersKnowledgeDistillationLoss",
+    "task_loss",
+    "get_loss",
+    "make_criterion",
+]
 
 log = logging.getLogger(__name__)
 
@@ -423,3 +429,13 @@ class IntermediateLayersKnowledgeDistillationLoss(_Criterion):
 
     def __call__(self, student_features, teacher_features):
         return self.loss_cal(student_features, teacher_features)
+
+
+def make_criterion(stage: Stage, field: str = ""):
+    """The criterion of a stage: intermediate-layer distillation when it has layer
+    mappings, output distillation otherwise."""
+    if stage.layer_mappings:
+        return IntermediateLayersKnowledgeDistillationLoss(
+            stage.layer_mappings, stage.loss_types, stage.loss_weights, stage.add_origin_loss, field=field
+        )
+    return KnowledgeDistillationLoss(stage.temperature, stage.loss_types, stage.loss_weights, field=field)

@@ -30,7 +30,6 @@ from typing import Any
 
 import attrs
 from autokd import ConfigError, Stage, record_extra
-from autokd.distill import check_optimizer
 from autokd import stage_fractions, stage_steps
 
 from . import _tf
@@ -39,10 +38,11 @@ from . import _tf
 import numpy as np
 import tensorflow as tf
 
-from .criteria import IntermediateLayersKnowledgeDistillationLoss, KnowledgeDistillationLoss
+from .criteria import make_criterion
 from .data import as_dataset, split_batch
-from .engine import EngineSettings, scheduled_learning_rate
+from .engine import EngineSettings
 from .features import resolve_layer
+from .optimizers import make_optimizer
 
 __all__ = [
     "Distiller",
@@ -87,79 +87,6 @@ class StageResult:
 def weights_fingerprint(model: Any) -> float:
     """The sum of the absolute values of every weight: changes when any weight does."""
     return float(sum(np.abs(w.numpy()).astype(np.float64).sum() for w in model.weights))
-
-
-def make_optimizer(
-    spec: Any = None,
-    learning_rate: float | None = None,
-    field: str = "train.optimizer",
-    *,
-    settings: EngineSettings | None = None,
-    total_steps: int | None = None,
-):
-    """A fresh tf-keras optimizer.
-
-    :param spec: ``{name: {arguments}}`` as in the config (``{'SGD': {'learning_rate':
-        0.001}}``), a tf-keras optimizer (a fresh copy of it is made: an optimizer is
-        bound to the variables it first trains), or a callable returning one.
-    :param learning_rate: overrides the spec's learning rate.
-    :param settings: engine settings: ``max_grad_norm`` becomes the optimizer's
-        ``global_clipnorm``, ``lr_scheduler`` a schedule over ``total_steps`` steps, and
-        ``mixed_float16`` wraps it in a ``LossScaleOptimizer``.
-    """
-    optimizer = _base_optimizer(spec, learning_rate, field)
-    if settings is None:
-        return optimizer
-    config = optimizer.get_config()
-    if settings.schedule is not None:
-        base = config.get("learning_rate")
-        if isinstance(base, np.generic):
-            base = base.item()
-        if not isinstance(base, int | float):
-            raise ConfigError(
-                f"train.lr_scheduler: the optimizer already has a learning-rate schedule ({base!r}); give it a "
-                f"constant learning rate, or drop train.lr_scheduler"
-            )
-        config["learning_rate"] = scheduled_learning_rate(settings, float(base), int(total_steps or 0))
-    if settings.max_grad_norm is not None:
-        config.update(global_clipnorm=settings.max_grad_norm, clipnorm=None, clipvalue=None)
-    optimizer = type(optimizer).from_config(config)
-    if settings.policy == "mixed_float16":
-        optimizer = _tf.keras().mixed_precision.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-def _base_optimizer(spec: Any, learning_rate: float | None, field: str):
-    keras = _tf.keras()
-    if spec is None:
-        spec = {"Adam": {}}
-    if isinstance(spec, keras.optimizers.Optimizer) or hasattr(spec, "get_config") and hasattr(spec, "apply_gradients"):
-        config = spec.get_config()
-        if learning_rate is not None:
-            config["learning_rate"] = learning_rate
-        return type(spec).from_config(config)
-    if callable(spec):
-        return spec()
-    match, args = check_optimizer(spec, "tensorflow", field)  # the core's one table of names
-    name = next(iter(spec))
-    if "lr" in args:
-        args["learning_rate"] = args.pop("lr")
-    if learning_rate is not None:
-        args["learning_rate"] = learning_rate
-    try:
-        return getattr(keras.optimizers, match)(**args)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{field}.{name}: {exc}") from None
-
-
-def make_criterion(stage: Stage, field: str = ""):
-    """The criterion of a stage: intermediate-layer distillation when it has layer
-    mappings, output distillation otherwise."""
-    if stage.layer_mappings:
-        return IntermediateLayersKnowledgeDistillationLoss(
-            stage.layer_mappings, stage.loss_types, stage.loss_weights, stage.add_origin_loss, field=field
-        )
-    return KnowledgeDistillationLoss(stage.temperature, stage.loss_types, stage.loss_weights, field=field)
 
 
 def _stage_model(train_step: Any, name: str):
