@@ -102,6 +102,7 @@ def test_a_mirrored_strategy_trains_as_without_one(tf):
         ({"lr_scheduler": {"type": "linear", "warmup_ratio": 1.5}}, r"train.lr_scheduler.warmup_ratio: a share"),
         ({"device": "tpu"}, "train.device: 'tpu' is not a device TensorFlow places work on"),
         ({"lr_scheduler": {"type": "polynomial"}}, r"use one of \['constant', 'linear', 'cosine'\]"),
+        ({"group_by_length": True}, "train.group_by_length: autokd-tensorflow does not group batches by length"),
     ],
 )
 def test_settings_the_backend_cannot_honour_are_refused_with_the_reason(tf, values, message):

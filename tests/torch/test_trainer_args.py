@@ -71,7 +71,9 @@ def test_the_training_arguments_become_the_train_settings(tmp_path):
         0.5,
     )
     assert train.lr_scheduler == LRSchedulerConfig("cosine", warmup_steps=2)
-    assert train.batch_size == 4
+    assert train.batch_size == 4 and train.group_by_length is False
+    grouped = trainer(tmp_path, train_sampling_strategy="group_by_length").autodistillation_train_config()
+    assert grouped.group_by_length is True
     adam = trainer(
         tmp_path,
         optim="adamw_torch",

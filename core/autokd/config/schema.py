@@ -332,6 +332,8 @@ class TrainConfig:
         (``train_steps`` count optimizer steps).
     :ivar max_grad_norm: clip the gradients' global norm to this (None: no clipping).
     :ivar lr_scheduler: the learning-rate schedule of each stage.
+    :ivar group_by_length: batches of examples of similar length (less padding), in a
+        random order (a backend that cannot group refuses it).
     """
 
     function: str | None = None
@@ -346,6 +348,7 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     max_grad_norm: float | None = None
     lr_scheduler: LRSchedulerConfig = attrs.field(factory=LRSchedulerConfig)
+    group_by_length: bool = False
 
     def set_fields(self) -> set[str]:
         """The fields whose value differs from the default (what a config ``train``

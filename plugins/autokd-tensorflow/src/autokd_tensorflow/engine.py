@@ -111,6 +111,12 @@ def engine_settings(train: Any, field: str = "train") -> EngineSettings:
             f"far slower than float32, and TensorFlow sees no GPU here); use bf16 on the CPU, or no"
         )
 
+    if _field(train, "group_by_length", False):
+        raise ConfigError(
+            f"{field}.group_by_length: autokd-tensorflow does not group batches by length; drop it, or batch your "
+            f"own tf.data pipeline with tf.data.Dataset.bucket_by_sequence_length and train on that"
+        )
+
     accumulation = _field(train, "gradient_accumulation_steps", None)
     accumulation = 1 if accumulation is None else _number(accumulation, f"{field}.gradient_accumulation_steps", int, 1)
     max_grad_norm = _field(train, "max_grad_norm", None)

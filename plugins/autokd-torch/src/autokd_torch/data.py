@@ -36,6 +36,7 @@ __all__ = [
     "repeat_batches",
     "example_length",
     "by_length",
+    "LengthGroupedBatches",
 ]
 
 # Keys of a Hugging Face batch that hold targets: the teacher is called without them.
@@ -105,10 +106,12 @@ def make_dataloader(
     seed: int | None = None,
     num_workers: int = 0,
     pin_memory: bool = False,
+    group_by_length: bool = False,
 ) -> DataLoader:
     """A loader of :class:`IndexedBatch` over a map-style ``dataset``; shuffling draws from
     its own generator seeded with ``seed`` (never the global RNG); ``num_workers`` and
-    ``pin_memory`` as ``DataLoader``'s (pinning only when CUDA is there to copy to)."""
+    ``pin_memory`` as ``DataLoader``'s (pinning only when CUDA is there to copy to);
+    ``group_by_length``: batches of similar length (:class:`LengthGroupedBatches`)."""
     if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
         raise AutoKDError(
             f"the dataset must be map-style (len() and [i]), got {type(dataset).__name__}; "
@@ -118,15 +121,46 @@ def make_dataloader(
         raise AutoKDError("the dataset is empty")
     generator = torch.Generator()
     generator.manual_seed(0 if seed is None else int(seed))
+    batching: dict[str, Any] = {"batch_size": batch_size, "shuffle": shuffle}
+    if group_by_length:
+        batching = {"batch_sampler": LengthGroupedBatches(dataset, batch_size, generator)}
     return DataLoader(
         IndexedDataset(dataset),
-        batch_size=batch_size,
-        shuffle=shuffle,
+        **batching,
         collate_fn=_IndexedCollator(collate_fn),
         generator=generator,
         num_workers=num_workers,
         pin_memory=bool(pin_memory) and torch.cuda.is_available(),
     )
+
+
+class LengthGroupedBatches(torch.utils.data.Sampler):
+    """``train.group_by_length``: each epoch, batches of examples of similar length (so
+    little padding) in a random order. The grouping is transformers' (the
+    ``group_by_length`` of its ``Trainer``: a random permutation cut into mega-batches of
+    up to 50 batches, each sorted by length); its batches, which it leaves longest first
+    within each mega-batch, are then shuffled, so that a short stage (a low rung of a
+    multi-fidelity search) does not see only the longest examples."""
+
+    def __init__(self, dataset: Any, batch_size: int, generator: torch.Generator):
+        self.lengths = [example_length(dataset[i]) for i in range(len(dataset))]
+        if any(n is None for n in self.lengths):
+            raise AutoKDError(
+                "train.group_by_length: the examples have no input_ids or attention_mask to measure their length by; "
+                "drop group_by_length, or give dict examples with input_ids"
+            )
+        self.batch_size, self.generator = int(batch_size), generator
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        indices = get_length_grouped_indices(self.lengths, self.batch_size, generator=self.generator)
+        batches = [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+        for b in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[b]
 
 
 def unwrap(item: Any) -> tuple[torch.Tensor | None, Any]:

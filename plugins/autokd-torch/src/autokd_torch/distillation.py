@@ -160,7 +160,11 @@ class Distillation:
             if self.train_dataset is None:
                 raise AutoKDError("no training data: set train_dataloader or train_dataset (or train_func)")
             data = make_dataloader(
-                self.train_dataset, self.train_config.batch_size, collate_fn=self.data_collator, seed=self.seed
+                self.train_dataset,
+                self.train_config.batch_size,
+                collate_fn=self.data_collator,
+                seed=self.seed,
+                group_by_length=self.train_config.group_by_length,
             )
         if isinstance(data, Iterator):  # a stream shared by several runs (the built-in stages)
             return data, None

@@ -230,6 +230,7 @@ class FlashDistillationTrainFunc:
                 seed=self.seed,
                 num_workers=self.num_workers,
                 pin_memory=self.pin_memory,
+                group_by_length=self.train_config.group_by_length,
             )
         if accelerator is not None:
             data = prepare_batches(accelerator, data)

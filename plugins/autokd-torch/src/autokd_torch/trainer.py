@@ -221,6 +221,9 @@ def _train_config_from_args(args: transformers.TrainingArguments) -> TrainConfig
         lr_scheduler=LRSchedulerConfig(
             schedule, warmup_ratio=None if warmup_steps else warmup_ratio, warmup_steps=warmup_steps
         ),
+        # transformers 5: train_sampling_strategy; 4: group_by_length
+        group_by_length=getattr(args, "train_sampling_strategy", None) == "group_by_length"
+        or bool(getattr(args, "group_by_length", False)),
     )
 
 
