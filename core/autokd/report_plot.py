@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import textwrap
 from collections.abc import Callable
 
 __all__ = ["plot_search"]
@@ -41,8 +42,9 @@ def plot_search(view, path: str, arch_label: Callable[[dict], str]) -> None:
         ax.set_visible(False)
     failed = sum(1 for r in view.records if not r.ok)
     keys = list(dict.fromkeys(k for r in view.records for k in r.arch))
+    # wrapped to the figure's width (about 100 characters of 10-point text per panel)
     fig.suptitle(
-        f"{len(view.records)} trials, {failed} failed; labels: trial: {'/'.join(keys)}",
+        textwrap.fill(f"{len(view.records)} trials, {failed} failed; labels: trial: {'/'.join(keys)}", 100 * cols),
         fontsize=10,
     )
     fig.tight_layout()
@@ -72,15 +74,18 @@ def _panel(ax, view, x_name, y_name, rungs, shades, arch_label) -> None:
         others = [r for r in ok if view.rung(r) is None]
     else:
         others = ok
-    if others:
-        ax.scatter(
-            [_coords(r, x_name, y_name)[0] for r in others],
-            [_coords(r, x_name, y_name)[1] for r in others],
-            color="#9aa5b1",
-            s=30,
-            label="trial",
-            zorder=2,
-        )
+    final = [r for r in others if getattr(r, "phase", None) == "final"]
+    others = [r for r in others if r not in final]
+    for members, label, color in ((others, "trial", "#9aa5b1"), (final, "final distillation", "#f2994a")):
+        if members:
+            ax.scatter(
+                [_coords(r, x_name, y_name)[0] for r in members],
+                [_coords(r, x_name, y_name)[1] for r in members],
+                color=color,
+                s=30,
+                label=label,
+                zorder=2,
+            )
     for r in ok:
         ax.annotate(
             f"{r.trial}: {arch_label(r.arch)}",

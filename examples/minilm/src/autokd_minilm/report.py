@@ -6,11 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-_SHORT = {"num_hidden_layers": "L", "hidden_size": "H", "num_attention_heads": "A", "intermediate_size": "F"}
+_SHORT = {
+    "num_hidden_layers": "L",
+    "hidden_size": "H",
+    "num_attention_heads": "A",
+    "intermediate_size": "F",
+    "embedding_size": "E",
+}
 
 
 def arch_label(arch: dict) -> str:
-    """``L3 H144 A12 F384``: layers, hidden size, attention heads, FFN size."""
+    """``L2 H384 A12 F384 E112``: layers, hidden size, attention heads, FFN size, word-embedding
+    width (factorised)."""
     return " ".join(f"{_SHORT.get(k, k + '=')}{v}" for k, v in arch.items())
 
 
