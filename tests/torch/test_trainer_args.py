@@ -112,6 +112,8 @@ def test_unsupported_arguments_are_refused_with_the_fix(tmp_path):
         "invalid configuration: TrainingArguments.optim: 'adamw_bnb_8bit' is not supported by autokd's distillation; "
         "use one of adamw_torch, adamw_torch_fused"
     )
+    with pytest.raises(autokd.ConfigError, match="TrainingArguments.train_sampling_strategy: 'sequential' is not"):
+        trainer(tmp_path, train_sampling_strategy="sequential").autodistillation_train_config()
 
 
 class Recorder(TrainerCallback):

@@ -191,6 +191,13 @@ def _train_config_from_args(args: transformers.TrainingArguments) -> TrainConfig
         arguments.update(betas=[args.adam_beta1, args.adam_beta2], eps=args.adam_epsilon)
     elif name == "Adafactor":  # as transformers.Trainer builds it: a fixed learning rate
         arguments.update(scale_parameter=False, relative_step=False)
+    sampling = getattr(args, "train_sampling_strategy", None)  # transformers 5
+    sampling = getattr(sampling, "value", sampling)
+    if sampling not in (None, "random", "group_by_length"):
+        raise ConfigError(
+            f"TrainingArguments.train_sampling_strategy: {sampling!r} is not supported by autokd's distillation; use "
+            f"random (shuffled batches) or group_by_length (batches of similar length)"
+        )
     schedule = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
     if schedule not in LR_SCHEDULER_TYPES:
         raise ConfigError(
@@ -222,8 +229,7 @@ def _train_config_from_args(args: transformers.TrainingArguments) -> TrainConfig
             schedule, warmup_ratio=None if warmup_steps else warmup_ratio, warmup_steps=warmup_steps
         ),
         # transformers 5: train_sampling_strategy; 4: group_by_length
-        group_by_length=getattr(args, "train_sampling_strategy", None) == "group_by_length"
-        or bool(getattr(args, "group_by_length", False)),
+        group_by_length=sampling == "group_by_length" or bool(getattr(args, "group_by_length", False)),
     )
 
 
