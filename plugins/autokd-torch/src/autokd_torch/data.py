@@ -143,13 +143,13 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
     multi-fidelity search) does not see only the longest examples."""
 
     def __init__(self, dataset: Any, batch_size: int, generator: torch.Generator):
-        self.lengths = [example_length(dataset[i]) for i in range(len(dataset))]
-        if any(n is None for n in self.lengths):
+        lengths = _lengths(dataset, range(len(dataset)))
+        if lengths is None:
             raise AutoKDError(
                 "train.group_by_length: the examples have no input_ids or attention_mask to measure their length by; "
                 "drop group_by_length, or give dict examples with input_ids"
             )
-        self.batch_size, self.generator = int(batch_size), generator
+        self.lengths, self.batch_size, self.generator = lengths, int(batch_size), generator
 
     def __len__(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
@@ -264,7 +264,14 @@ def by_length(dataset: Any, indices: list[int]) -> list[int]:
     """``indices`` ordered by example length, so that batches padded to their longest
     example carry little padding (inference only: the teacher's cache prefill, evaluation).
     Unchanged when the examples have no length."""
-    lengths = [example_length(dataset[i]) for i in indices]
-    if any(n is None for n in lengths):
+    lengths = _lengths(dataset, indices)
+    if lengths is None:
         return list(indices)
     return [i for _, i in sorted(zip(lengths, indices))]
+
+
+def _lengths(dataset: Any, indices: Iterable[int]) -> list[int] | None:
+    """The token counts of ``dataset``'s examples at ``indices`` (:func:`example_length`);
+    None when any example has no length."""
+    lengths = [example_length(dataset[i]) for i in indices]
+    return None if any(n is None for n in lengths) else lengths
