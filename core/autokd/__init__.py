@@ -39,7 +39,7 @@ from .config import (
 from .errors import AutoKDError, ConfigError, PluginError, UnknownNameError
 from .evaluation import EvalContext, known_direction
 from .executor import Executor, LocalExecutor, TrialTask
-from .fidelity import stage_fractions, stage_steps
+from .fidelity import schedule_steps, stage_fractions, stage_steps
 from .hookspecs import hookimpl, hookspec
 from .imports import import_object
 from .lazy import LazyObject, lazy_module_attrs, lazy_object, resolve_lazy
@@ -66,6 +66,7 @@ __all__ = [
     "worker",
     "teacher_cache",
     "cache_switch",
+    "schedule_steps",
     "stage_steps",
     "stage_fractions",
     "main_process_is_alone",

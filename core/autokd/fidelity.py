@@ -5,14 +5,16 @@ increments: at each rung the train function is told ``budget``, the fraction of 
 stage's configured ``train_steps`` to train *now*; a candidate's increments add up to 1
 at the full budget. Every backend turns fractions into steps with :func:`stage_steps`,
 so a candidate's steps add up to exactly the configured ``train_steps`` whatever the
-rungs, and no step is repeated or lost to rounding.
+rungs, and no step is repeated or lost to rounding; and sizes a stage's learning-rate
+schedule with :func:`schedule_steps`, so a stage continued past its configured steps (a
+final distillation) follows one schedule over all its steps in every backend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["stage_fractions", "stage_steps"]
+__all__ = ["schedule_steps", "stage_fractions", "stage_steps"]
 
 
 def stage_steps(train_steps: int, done: float, budget: float) -> int:
@@ -38,6 +40,18 @@ def stage_steps(train_steps: int, done: float, budget: float) -> int:
 
 def _steps_at(fraction: float, train_steps: int) -> int:
     return round(fraction * train_steps + 1e-9)
+
+
+def schedule_steps(train_steps: int, done: float, budget: float) -> int:
+    """The steps a stage's learning-rate schedule spans when it has trained ``done`` of
+    its configured ``train_steps`` and trains ``budget`` more (fractions, as for
+    :func:`stage_steps`): the configured steps, so that a candidate trained in rungs
+    follows the curve of one trained at once; or, when a final distillation takes the
+    stage past them, every step it will have trained. The schedule goes on from the
+    steps already trained: a warm-up or decay is neither started again nor cut short
+    (a decaying rate would otherwise be 0 for every step past the configured ones).
+    """
+    return max(train_steps, _steps_at(done + budget, train_steps))
 
 
 def stage_fractions(budget: float | Sequence[float], n_stages: int) -> list[float]:

@@ -1,6 +1,6 @@
 import pytest
 
-from autokd.fidelity import stage_fractions, stage_steps
+from autokd.fidelity import schedule_steps, stage_fractions, stage_steps
 
 
 def test_increments_add_up_to_the_configured_steps():
@@ -21,6 +21,15 @@ def test_one_increment():
 def test_a_final_phase_may_train_past_the_full_budget():
     assert stage_steps(200, 1.0, 3.0) == 600
     assert stage_steps(200, 0.0, 4.0) == 800
+
+
+def test_a_schedule_spans_the_configured_steps_or_all_a_final_phase_trains():
+    # rungs of a search: the configured steps, whatever the increment
+    assert [schedule_steps(200, done, b) for done, b in ((0.0, 1 / 9), (1 / 9, 2 / 9), (1 / 3, 2 / 3))] == [200] * 3
+    # a final distillation: every step up to its end (x4 here), with a rebuilt model (x1.5) or a continued one
+    assert schedule_steps(200, 1.0, 3.0) == 800
+    assert schedule_steps(200, 0.0, 1.5) == 300
+    assert schedule_steps(20, 1.0, 1 / 3) == 27
 
 
 def test_negative_fractions_are_refused():

@@ -267,6 +267,25 @@ def test_a_third_then_two_thirds_trains_as_the_whole_budget_at_once(tf):
     assert len(_CONTINUED) == 1  # only at_once's state is left: the state does not keep a student alive
 
 
+def test_a_final_distillation_goes_on_along_a_schedule_over_all_its_steps(tf):
+    from autokd_tensorflow import distill
+    from autokd_tensorflow.distillation import _CONTINUED
+
+    stage = Stage(None, (), ("CE", "KL"), (0.5, 0.5), False, 6, 2.0)
+    teacher, student = mlp(tf, 12, "t", 0), mlp(tf, 4, "s", 1)
+    adam = {"Adam": {"learning_rate": 0.01}}
+    settings = train_settings(lr_scheduler={"type": "linear"})
+    distill(student, teacher, [], [stage], data(40), adam, batch_size=8, budget=1.0, settings=settings)
+    distiller = _CONTINUED[student]["regular_distillation[0]"][0]
+    schedule = distiller.optimizer._learning_rate
+    assert float(schedule(6)) == 0.0  # the configured 6 steps' line ends here
+    # 1.5x: the schedule now spans 9 steps and goes on from step 6 (not a rate of 0 past the 6 steps)
+    (final,) = distill(student, teacher, [], [stage], data(40), adam, batch_size=8, budget=0.5, settings=settings)
+    assert (final.train_steps, final.steps_done, final.traces) == (3, 9, 1)  # the traced step reads the new length
+    assert [float(schedule(s)) for s in (6, 7, 8)] == pytest.approx([0.01 * (9 - s) / 9 for s in (6, 7, 8)])
+    assert final.weights_after != final.weights_before
+
+
 def test_one_fraction_per_stage_and_budget_none_is_a_fresh_full_run(tf):
     from autokd_tensorflow import distill
 

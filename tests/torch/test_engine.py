@@ -244,6 +244,17 @@ def test_per_stage_budgets_and_a_final_distillation_past_the_full_budget():
     assert regular.learning_rates[-1] > 0
 
 
+def test_a_final_distillation_goes_on_along_a_schedule_over_all_its_steps():
+    config = search_config(lr_scheduler={"type": "linear"})
+    train_func = FlashDistillationTrainFunc(config, tiny_bert(seed=0), TokenDataset(24, seed=1), show_progress=False)
+    model = student()
+    train_func(model, budget=1.0)  # the full budget: 6 regular steps, the rate 0.003 * (6 - s) / 6 at step s
+    regular = train_func.last_distillers[1]
+    assert regular.learning_rates == pytest.approx([0.003 * (6 - s) / 6 for s in range(6)])
+    train_func(model, budget=0.5)  # 1.5x: the schedule now spans 9 steps and goes on from step 6, not from 0
+    assert regular.learning_rates == pytest.approx([0.003 * (9 - s) / 9 for s in (6, 7, 8)])
+
+
 def test_impossible_settings_are_refused_before_training():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

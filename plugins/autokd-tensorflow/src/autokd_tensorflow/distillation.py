@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 from autokd import ConfigError, Stage, record_extra
-from autokd import stage_fractions, stage_steps
+from autokd import schedule_steps, stage_fractions, stage_steps
 
 from . import _tf
 
@@ -40,7 +40,7 @@ import tensorflow as tf
 
 from .criteria import make_criterion
 from .data import as_dataset, split_batch
-from .engine import EngineSettings
+from .engine import EngineSettings, resize_schedule
 from .features import resolve_layer
 from .optimizers import make_optimizer
 
@@ -147,7 +147,9 @@ class Distiller:
 
     Calling the distiller trains ``stage.train_steps`` steps, or ``steps`` more: a second
     call continues the same optimizer (its ``iterations``), learning-rate schedule and
-    position in the data (:attr:`steps_done`).
+    position in the data (:attr:`steps_done`). ``schedule_length`` is the steps the
+    learning-rate schedule spans (default ``stage.train_steps``; more for a final
+    distillation past them, :func:`autokd.schedule_steps`).
     """
 
     def __init__(
@@ -188,6 +190,7 @@ class Distiller:
         self._model = None
         self._variables: list = []
         self._block_count = 0
+        self._schedule_length = stage.train_steps
         self._trace_error: Exception | None = None
 
     def _block_variables(self) -> list:
@@ -214,20 +217,24 @@ class Distiller:
         self.student = None
         self.criterion.student_model = None
 
-    def __call__(self, steps: int | None = None) -> StageResult:
+    def __call__(self, steps: int | None = None, schedule_length: int | None = None) -> StageResult:
         steps = self.stage.train_steps if steps is None else int(steps)
+        schedule_length = self.stage.train_steps if schedule_length is None else int(schedule_length)
         criterion = self.criterion
         criterion.attach(self.student, self.teacher)
         try:
             strategy = getattr(self.student, "distribute_strategy", None) or tf.distribute.get_strategy()
             with strategy.scope():
                 if self._model is None:
-                    self._setup(criterion)
+                    self._setup(criterion, schedule_length)
+                elif schedule_length != self._schedule_length:
+                    resize_schedule(self.optimizer, self.settings, schedule_length)
+                self._schedule_length = schedule_length
             return self._train(steps)
         finally:
             criterion.detach()
 
-    def _setup(self, criterion) -> None:
+    def _setup(self, criterion, schedule_length: int) -> None:
         first = next(iter(self.dataset.take(1)), None)
         if first is None:
             raise ConfigError(f"{self.name}: the training data is empty")
@@ -242,7 +249,7 @@ class Distiller:
         self._block_count = len(block_variables)
         self._variables = block_variables + list(criterion.trainable_variables)
         optimizer = make_optimizer(
-            self.optimizer_spec, self.learning_rate, settings=self.settings, total_steps=self.stage.train_steps
+            self.optimizer_spec, self.learning_rate, settings=self.settings, total_steps=schedule_length
         )
         # Slot variables made now, not on the first call: a tf.function that creates
         # variables is traced twice, and tracing dominates short stages.
@@ -493,7 +500,11 @@ def _distill(
         stage_distiller.bind(student)
         stage_distiller.callbacks = list(callbacks or ())
         try:
-            results.append(stage_distiller(stage_steps(stage.train_steps, done, fraction)))
+            results.append(
+                stage_distiller(
+                    stage_steps(stage.train_steps, done, fraction), schedule_steps(stage.train_steps, done, fraction)
+                )
+            )
         finally:
             stage_distiller.release()
         entry[1] = done + fraction

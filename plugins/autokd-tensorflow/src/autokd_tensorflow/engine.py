@@ -22,7 +22,14 @@ from autokd import ConfigError
 
 from . import _tf
 
-__all__ = ["EngineSettings", "TransformersSchedule", "engine_settings", "precision_policy", "scheduled_learning_rate"]
+__all__ = [
+    "EngineSettings",
+    "TransformersSchedule",
+    "engine_settings",
+    "precision_policy",
+    "resize_schedule",
+    "scheduled_learning_rate",
+]
 
 # train.mixed_precision values and the Keras policy each one means.
 _POLICIES = {
@@ -193,22 +200,38 @@ class TransformersSchedule(_schedule_base()):
 
     def __init__(self, learning_rate: float, kind: str, warmup_steps: int, total_steps: int):
         super().__init__()
+        tf = _tf.tensorflow()
         self.learning_rate = float(learning_rate)
         self.kind = kind
-        self.warmup_steps = int(warmup_steps)
-        self.total_steps = int(total_steps)
+        # variables, not numbers: a traced training step reads the lengths :meth:`resize` sets
+        self._warmup = tf.Variable(float(warmup_steps), trainable=False, dtype=tf.float32)
+        self._total = tf.Variable(float(total_steps), trainable=False, dtype=tf.float32)
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(self._warmup.numpy())
+
+    @property
+    def total_steps(self) -> int:
+        return int(self._total.numpy())
+
+    def resize(self, warmup_steps: int, total_steps: int) -> None:
+        """Spread the schedule over ``total_steps`` (a final distillation past the
+        configured steps, :func:`autokd.schedule_steps`); the optimizer's step goes on."""
+        self._warmup.assign(float(warmup_steps))
+        self._total.assign(float(total_steps))
 
     def __call__(self, step):
         tf = _tf.tensorflow()
         step = tf.cast(step, tf.float32)
-        warmup, total = float(self.warmup_steps), float(self.total_steps)
-        warming = step / max(1.0, warmup)
+        warmup, total = tf.identity(self._warmup), tf.identity(self._total)
+        warming = step / tf.maximum(1.0, warmup)
         if self.kind == "constant":
             after = tf.ones_like(step)
         elif self.kind == "linear":
-            after = tf.maximum(0.0, (total - step) / max(1.0, total - warmup))
+            after = tf.maximum(0.0, (total - step) / tf.maximum(1.0, total - warmup))
         else:
-            progress = (step - warmup) / max(1.0, total - warmup)
+            progress = (step - warmup) / tf.maximum(1.0, total - warmup)
             after = tf.maximum(0.0, 0.5 * (1.0 + tf.cos(math.pi * progress)))
         return self.learning_rate * tf.where(step < warmup, warming, after)
 
@@ -228,3 +251,13 @@ def scheduled_learning_rate(settings: EngineSettings, learning_rate: float, tota
         return learning_rate
     kind = settings.schedule[0]
     return TransformersSchedule(learning_rate, kind, warmup_steps_of(settings.schedule, total_steps), total_steps)
+
+
+def resize_schedule(optimizer: Any, settings: EngineSettings, total_steps: int) -> None:
+    """Spread the learning-rate schedule of ``optimizer`` (made by :func:`~autokd_tensorflow.
+    optimizers.make_optimizer` with ``settings``) over ``total_steps``, its warm-up
+    measured again as for a stage of that many steps; nothing to do without a schedule."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    schedule = getattr(inner, "_learning_rate", None)  # tf-keras keeps the schedule it was given there
+    if isinstance(schedule, TransformersSchedule):
+        schedule.resize(warmup_steps_of(settings.schedule, total_steps), total_steps)

@@ -310,7 +310,7 @@ class Distillation:
         else:
             _add_new_parameters(self.optimizer, criterion)
         if self.lr_scheduler is None:
-            self.lr_scheduler = self.engine.scheduler(self.optimizer, self.schedule_steps)
+            self.lr_scheduler = self.engine.scheduler(self.optimizer, self.schedule_steps, self.steps_done)
         return accelerator.prepare_optimizer(self.optimizer), accelerator.prepare_scheduler(self.lr_scheduler)
 
     def _indexed_data(self) -> tuple[Any, Any, int]:

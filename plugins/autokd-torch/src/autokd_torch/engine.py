@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -140,16 +141,24 @@ class Engine:
             step_scheduler_with_optimizer=True,
         )
 
-    def scheduler(self, optimizer: torch.optim.Optimizer, train_steps: int):
+    def scheduler(self, optimizer: torch.optim.Optimizer, train_steps: int, start: int = 0):
         """The stage's learning-rate schedule over its configured ``train_steps`` (so a
-        stage trained in increments follows the same curve as one trained at once)."""
+        stage trained in increments follows the same curve as one trained at once), at
+        step ``start``: a stage whose run grows past its configured steps (a final
+        distillation) gets a schedule over all of them that goes on from the steps it
+        has trained, not one that starts its warm-up or decay again."""
         from transformers import get_scheduler
 
         schedule = self.train.lr_scheduler
         warmup = schedule.warmup(train_steps)
         if schedule.type == "constant":
             return get_scheduler("constant", optimizer)
-        return get_scheduler(schedule.type, optimizer, num_warmup_steps=warmup, num_training_steps=train_steps)
+        scheduler = get_scheduler(schedule.type, optimizer, num_warmup_steps=warmup, num_training_steps=train_steps)
+        with warnings.catch_warnings():  # stepped ahead of the optimizer on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(start):
+                scheduler.step()
+        return scheduler
 
     def record(self, accelerator, batch_size: int) -> dict:
         """``extras.train`` of a trial: how its student was trained."""

@@ -35,7 +35,7 @@ import attrs
 import torch
 from torch import nn
 
-from autokd import AutoKDError, Config, Stage, TrainConfig, record_extra, stage_fractions, stage_steps
+from autokd import AutoKDError, Config, Stage, TrainConfig, record_extra, schedule_steps, stage_fractions, stage_steps
 from autokd.distill import expand_for_student, expand_stage_budget, expand_stage_templates, is_template
 
 from .criteria import DistillationCriterion, IntermediateLayersKnowledgeDistillationLoss, KnowledgeDistillationLoss
@@ -325,9 +325,9 @@ class FlashDistillationTrainFunc:
                 distiller.train_steps = stage.train_steps
             else:
                 distiller.train_steps = stage_steps(stage.train_steps, progress.done[i], fractions[i])
-                progress.done[i] += fractions[i]
                 # a final distillation past the full budget: the schedule spans all its steps
-                total = max(stage.train_steps, distiller.steps_done + distiller.train_steps)
+                total = schedule_steps(stage.train_steps, progress.done[i], fractions[i])
+                progress.done[i] += fractions[i]
                 if total != distiller.schedule_steps:
                     distiller.schedule_steps = total
                     distiller.lr_scheduler = None
