@@ -31,6 +31,8 @@ def test_the_engine_keys_are_read():
     assert train.lr_scheduler == LRSchedulerConfig("cosine", warmup_ratio=0.1)
     assert train.lr_scheduler.warmup(25) == 3  # ceil(0.1 * 25)
     assert LRSchedulerConfig("linear", warmup_steps=7).warmup(25) == 7
+    wsd = LRSchedulerConfig("warmup_stable_decay", warmup_steps=7, decay_ratio=0.2)
+    assert (wsd.warmup(150), wsd.decay(150), wsd.decay(21), wsd.decay(8)) == (7, 30, 5, 1)  # at most what follows the warm-up
     assert train.set_fields() == {
         "device",
         "mixed_precision",
@@ -71,7 +73,7 @@ def test_impossible_settings_are_refused_with_their_paths():
         "train.gradient_accumulation_steps: must be at least 1, got 0",
         "train.max_grad_norm: must be positive (or null for no clipping), got 0.0",
         "train.lr_scheduler.type: one of constant, constant_with_warmup, linear, cosine, cosine_with_restarts, "
-        "polynomial, inverse_sqrt, got 'step'",
+        "polynomial, inverse_sqrt, warmup_stable_decay, got 'step'",
         "train.lr_scheduler: give warmup_ratio or warmup_steps, not both",
         "train.lr_scheduler.warmup_ratio: a fraction of the stage's steps in [0, 1], got 1.5",
     ]
@@ -94,7 +96,21 @@ def test_impossible_settings_are_refused_with_their_paths():
         ),
         (
             {"lr_scheduler": {"type": "linear", "warmup": 3}},
-            "train.lr_scheduler.warmup: unknown key (known keys here: type, warmup_ratio, warmup_steps)",
+            "train.lr_scheduler.warmup: unknown key (known keys here: type, warmup_ratio, warmup_steps, decay_ratio)",
+        ),
+        (
+            {"lr_scheduler": {"type": "warmup_stable_decay"}},
+            "train.lr_scheduler.decay_ratio: warmup_stable_decay needs the fraction of the stage's steps to decay "
+            "over, in (0, 1] (e.g. 0.2), got None",
+        ),
+        (
+            {"lr_scheduler": {"type": "warmup_stable_decay", "warmup_ratio": 0.5, "decay_ratio": 0.6}},
+            "train.lr_scheduler: warmup_ratio + decay_ratio must be at most 1, got 0.5 + 0.6",
+        ),
+        (
+            {"lr_scheduler": {"type": "linear", "decay_ratio": 0.2}},
+            "train.lr_scheduler.decay_ratio: only warmup_stable_decay decays at the end of a stage; drop it, or use "
+            "type warmup_stable_decay",
         ),
     ],
 )

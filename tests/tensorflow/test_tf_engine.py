@@ -11,7 +11,7 @@ import types
 import numpy as np
 import pytest
 
-from autokd import ConfigError, LayerMapping, Stage
+from autokd import ConfigError, LayerMapping, LRSchedulerConfig, Stage
 
 KD = Stage(None, (), ("CE", "KL"), (0.5, 0.5), False, 4, 2.0)
 
@@ -101,7 +101,9 @@ def test_a_mirrored_strategy_trains_as_without_one(tf):
         ),
         ({"lr_scheduler": {"type": "linear", "warmup_ratio": 1.5}}, r"train.lr_scheduler.warmup_ratio: a share"),
         ({"device": "tpu"}, "train.device: 'tpu' is not a device TensorFlow places work on"),
-        ({"lr_scheduler": {"type": "polynomial"}}, r"use one of \['constant', 'linear', 'cosine'\]"),
+        ({"lr_scheduler": {"type": "polynomial"}}, r"use one of \['constant', 'linear', 'cosine', 'warmup_stable_decay'\]"),
+        ({"lr_scheduler": {"type": "warmup_stable_decay"}}, "train.lr_scheduler.decay_ratio: warmup_stable_decay needs"),
+        ({"lr_scheduler": {"type": "linear", "decay_ratio": 0.2}}, "train.lr_scheduler.decay_ratio: only warmup_stable"),
         ({"group_by_length": True}, "train.group_by_length: autokd-tensorflow does not group batches by length"),
     ],
 )
@@ -128,15 +130,19 @@ def test_the_settings_come_from_the_train_section_with_defaults():
     constant = types.SimpleNamespace(type="constant", warmup_ratio=None, warmup_steps=None)
     assert train_settings(lr_scheduler=constant).schedule is None
     warm = types.SimpleNamespace(type="constant_with_warmup", warmup_ratio=None, warmup_steps=3)
-    assert train_settings(lr_scheduler=warm).schedule == ("constant", None, 3)
+    assert train_settings(lr_scheduler=warm).schedule == LRSchedulerConfig("constant", None, 3)
 
 
-def _transformers_factor(kind, step, warmup, total):
-    """transformers.optimization's lr_lambda of each schedule (num_cycles=0.5)."""
+def _transformers_factor(kind, step, warmup, total, decay=0):
+    """transformers.optimization's lr_lambda of each schedule (num_cycles=0.5; a linear
+    decay for warmup_stable_decay)."""
     if step < warmup:
         return float(step) / float(max(1, warmup))
     if kind == "constant":
         return 1.0
+    if kind == "warmup_stable_decay":
+        stable = total - warmup - decay
+        return 1.0 if step < warmup + stable else max(0.0, 1.0 - float(step - warmup - stable) / float(max(1, decay)))
     if kind == "linear":
         return max(0.0, float(total - step) / float(max(1, total - warmup)))
     progress = float(step - warmup) / float(max(1, total - warmup))
@@ -150,6 +156,7 @@ def _transformers_factor(kind, step, warmup, total):
         ("cosine", {"warmup_steps": 3}),
         ("constant", {"warmup_steps": 2}),
         ("linear", {}),
+        ("warmup_stable_decay", {"warmup_steps": 2, "decay_ratio": 0.3}),
     ],
 )
 def test_each_step_learning_rate_follows_transformers_formulas(tf, kind, warmup):
@@ -177,7 +184,8 @@ def test_each_step_learning_rate_follows_transformers_formulas(tf, kind, warmup)
     )
     distiller()
     warmup_steps = warmup.get("warmup_steps", math.ceil(total * warmup.get("warmup_ratio", 0.0)))
-    expected = [0.5 * _transformers_factor(kind, step, warmup_steps, total) for step in range(total)]
+    decay = math.ceil(total * warmup.get("decay_ratio", 0.0))
+    expected = [0.5 * _transformers_factor(kind, step, warmup_steps, total, decay) for step in range(total)]
     np.testing.assert_allclose(rates, expected, rtol=1e-6, atol=1e-9)
     assert int(distiller.optimizer.iterations) == total
 
@@ -284,6 +292,22 @@ def test_a_final_distillation_goes_on_along_a_schedule_over_all_its_steps(tf):
     assert (final.train_steps, final.steps_done, final.traces) == (3, 9, 1)  # the traced step reads the new length
     assert [float(schedule(s)) for s in (6, 7, 8)] == pytest.approx([0.01 * (9 - s) / 9 for s in (6, 7, 8)])
     assert final.weights_after != final.weights_before
+
+
+def test_a_final_distillation_with_warmup_stable_decay_holds_the_rate_then_cools_down_again(tf):
+    from autokd_tensorflow import distill
+    from autokd_tensorflow.distillation import _CONTINUED
+
+    stage = Stage(None, (), ("CE", "KL"), (0.5, 0.5), False, 6, 2.0)
+    teacher, student = mlp(tf, 12, "t", 0), mlp(tf, 4, "s", 1)
+    adam = {"Adam": {"learning_rate": 0.01}}
+    settings = train_settings(lr_scheduler={"type": "warmup_stable_decay", "decay_ratio": 0.5})
+    distill(student, teacher, [], [stage], data(40), adam, batch_size=8, budget=1.0, settings=settings)
+    schedule = _CONTINUED[student]["regular_distillation[0]"][0].optimizer._learning_rate
+    assert [float(schedule(s)) for s in range(6)] == pytest.approx([0.01] * 4 + [0.01 * 2 / 3, 0.01 / 3])
+    distill(student, teacher, [], [stage], data(40), adam, batch_size=8, budget=1.0, settings=settings)
+    # 2x: 12 steps, the last 6 decaying, so back to the full rate at step 6 (as autokd-torch)
+    assert [float(schedule(s)) for s in range(6, 12)] == pytest.approx([0.01 * (12 - s) / 6 for s in range(6, 12)])
 
 
 def test_one_fraction_per_stage_and_budget_none_is_a_fresh_full_run(tf):

@@ -82,6 +82,22 @@ def test_the_learning_rate_of_every_step_is_get_schedulers(schedule, accumulatio
     assert run.learning_rates == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
+def test_warmup_stable_decay_warms_up_holds_then_decays_linearly_to_0():
+    teacher, student = pair()
+    run = distiller(
+        student,
+        teacher,
+        TokenDataset(16),
+        optimizer={"AdamW": {"learning_rate": 0.01}},
+        batch_size=4,
+        train_steps=10,
+        lr_scheduler={"type": "warmup_stable_decay", "warmup_steps": 2, "decay_ratio": 0.3},
+    )
+    run.fit()
+    # 2 warm-up steps, 5 stable, 3 decaying: the last step's rate is a third of the way to 0 from the full one
+    assert run.learning_rates == pytest.approx([0.0, 0.005] + [0.01] * 6 + [0.01 * 2 / 3, 0.01 / 3], rel=1e-9)
+
+
 def test_clipping_bounds_the_update():
     data = TokenDataset(8)
     teacher, clipped = pair()
@@ -253,6 +269,17 @@ def test_a_final_distillation_goes_on_along_a_schedule_over_all_its_steps():
     assert regular.learning_rates == pytest.approx([0.003 * (6 - s) / 6 for s in range(6)])
     train_func(model, budget=0.5)  # 1.5x: the schedule now spans 9 steps and goes on from step 6, not from 0
     assert regular.learning_rates == pytest.approx([0.003 * (9 - s) / 9 for s in (6, 7, 8)])
+
+
+def test_a_final_distillation_with_warmup_stable_decay_holds_the_rate_then_cools_down_again():
+    config = search_config(lr_scheduler={"type": "warmup_stable_decay", "decay_ratio": 0.5})
+    train_func = FlashDistillationTrainFunc(config, tiny_bert(seed=0), TokenDataset(24, seed=1), show_progress=False)
+    model = student()
+    train_func(model, budget=1.0)  # the full budget cools down over its last 3 of 6 steps
+    regular = train_func.last_distillers[1]
+    assert regular.learning_rates == pytest.approx([0.003] * 4 + [0.002, 0.001])
+    train_func(model, budget=1.0)  # 2x: 12 steps, the last 6 decaying, so back to the full rate at step 6
+    assert regular.learning_rates == pytest.approx([0.003 * (12 - s) / 6 for s in range(6, 12)])
 
 
 def test_impossible_settings_are_refused_before_training():

@@ -114,6 +114,9 @@ def test_unsupported_arguments_are_refused_with_the_fix(tmp_path):
     )
     with pytest.raises(autokd.ConfigError, match="TrainingArguments.train_sampling_strategy: 'sequential' is not"):
         trainer(tmp_path, train_sampling_strategy="sequential").autodistillation_train_config()
+    with pytest.raises(autokd.ConfigError) as err:
+        trainer(tmp_path, lr_scheduler_type="warmup_stable_decay").autodistillation_train_config()
+    assert "train.lr_scheduler: {type: warmup_stable_decay, decay_ratio: 0.2}" in str(err.value)
 
 
 class Recorder(TrainerCallback):

@@ -258,3 +258,19 @@ def check_engine(train: TrainConfig, path: str, problems: list[str]) -> None:
         problems.append(f"{spath}.warmup_steps: must be >= 0, got {schedule.warmup_steps}")
     if schedule.type == "constant" and (schedule.warmup_ratio or schedule.warmup_steps):
         problems.append(f"{spath}.type: 'constant' has no warm-up; use 'constant_with_warmup' (or linear, cosine)")
+    if schedule.type == "warmup_stable_decay":
+        if schedule.decay_ratio is None or not 0 < schedule.decay_ratio <= 1:
+            problems.append(
+                f"{spath}.decay_ratio: warmup_stable_decay needs the fraction of the stage's steps to decay over, in "
+                f"(0, 1] (e.g. 0.2), got {schedule.decay_ratio!r}"
+            )
+        elif schedule.decay_ratio + (schedule.warmup_ratio or 0) > 1:
+            problems.append(
+                f"{spath}: warmup_ratio + decay_ratio must be at most 1, got {schedule.warmup_ratio} + "
+                f"{schedule.decay_ratio}"
+            )
+    elif schedule.decay_ratio is not None:
+        problems.append(
+            f"{spath}.decay_ratio: only warmup_stable_decay decays at the end of a stage; drop it, or use type "
+            f"warmup_stable_decay"
+        )

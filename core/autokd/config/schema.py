@@ -285,7 +285,7 @@ class TeacherCacheConfig:
 
 
 # ``train.lr_scheduler.type``: the schedules of ``transformers.get_scheduler`` that need
-# nothing but warm-up and total steps.
+# nothing but warm-up and total steps, and warm-up-stable-decay (``decay_ratio`` too).
 LR_SCHEDULER_TYPES = (
     "constant",
     "constant_with_warmup",
@@ -294,6 +294,7 @@ LR_SCHEDULER_TYPES = (
     "cosine_with_restarts",
     "polynomial",
     "inverse_sqrt",
+    "warmup_stable_decay",
 )
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
@@ -305,17 +306,27 @@ class LRSchedulerConfig:
     :ivar type: one of :data:`LR_SCHEDULER_TYPES` (``transformers.get_scheduler``).
     :ivar warmup_ratio: warm-up as a fraction of the stage's steps, or
     :ivar warmup_steps: warm-up in optimizer steps (not both).
+    :ivar decay_ratio: ``warmup_stable_decay`` only: the fraction of the stage's steps at
+        its end over which the rate falls linearly to 0 (constant between the warm-up and
+        them). A stage continued past its configured steps (a final distillation) is
+        constant until its new end's decay, so every evaluated model has cooled down.
     """
 
     type: str = "constant"
     warmup_ratio: float | None = None
     warmup_steps: int | None = None
+    decay_ratio: float | None = None
 
     def warmup(self, train_steps: int) -> int:
         """Warm-up steps of a stage of ``train_steps`` optimizer steps."""
         if self.warmup_steps is not None:
             return self.warmup_steps
         return math.ceil((self.warmup_ratio or 0.0) * train_steps)
+
+    def decay(self, train_steps: int) -> int:
+        """Decay steps of a ``warmup_stable_decay`` stage of ``train_steps`` optimizer steps
+        (at most the steps after the warm-up)."""
+        return min(math.ceil((self.decay_ratio or 0.0) * train_steps), max(0, train_steps - self.warmup(train_steps)))
 
 
 @attrs.frozen

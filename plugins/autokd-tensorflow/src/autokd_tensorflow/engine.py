@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
-from autokd import ConfigError
+from autokd import ConfigError, LRSchedulerConfig
 
 from . import _tf
 
@@ -42,7 +42,7 @@ _POLICIES = {
     "fp16": "mixed_float16",
     "mixed_float16": "mixed_float16",
 }
-SCHEDULES = ("constant", "linear", "cosine")
+SCHEDULES = ("constant", "linear", "cosine", "warmup_stable_decay")
 
 
 @attrs.frozen
@@ -52,13 +52,14 @@ class EngineSettings:
     :ivar policy: the Keras mixed-precision policy of the students (None: float32).
     :ivar accumulation: micro-batches per optimizer step.
     :ivar max_grad_norm: global-norm clipping of each optimizer step's gradient.
-    :ivar schedule: ``(type, warmup_ratio, warmup_steps)``, or None (a constant rate).
+    :ivar schedule: the core's ``train.lr_scheduler`` (its ``warmup`` and ``decay`` count
+        a stage's steps as for PyTorch), or None (a constant rate).
     """
 
     policy: str | None = None
     accumulation: int = 1
     max_grad_norm: float | None = None
-    schedule: tuple[str, float | None, int | None] | None = None
+    schedule: LRSchedulerConfig | None = None
 
     def record(self, batch_size: int) -> dict:
         """What a trial's ``extras.train`` says about how it was trained."""
@@ -71,7 +72,12 @@ class EngineSettings:
             "max_grad_norm": self.max_grad_norm,
             "lr_scheduler": None
             if self.schedule is None
-            else {"type": self.schedule[0], "warmup_ratio": self.schedule[1], "warmup_steps": self.schedule[2]},
+            else {
+                "type": self.schedule.type,
+                "warmup_ratio": self.schedule.warmup_ratio,
+                "warmup_steps": self.schedule.warmup_steps,
+                **({"decay_ratio": self.schedule.decay_ratio} if self.schedule.decay_ratio is not None else {}),
+            },
             "effective_batch_size": batch_size * self.accumulation,
         }
 
@@ -151,8 +157,17 @@ def engine_settings(train: Any, field: str = "train") -> EngineSettings:
                 raise ConfigError(f"{where}.warmup_ratio: a share of the stage's steps in [0, 1], got {ratio!r}")
         if steps is not None:
             steps = _number(steps, f"{where}.warmup_steps", int, 0)
+        decay = _field(schedule, "decay_ratio", None)
+        if kind == "warmup_stable_decay":
+            if decay is None:
+                raise ConfigError(f"{where}.decay_ratio: warmup_stable_decay needs the share of a stage's steps to decay over")
+            decay = _number(decay, f"{where}.decay_ratio", float, 0.0, inclusive=False)
+            if decay > 1:
+                raise ConfigError(f"{where}.decay_ratio: a share of the stage's steps in (0, 1], got {decay!r}")
+        elif decay is not None:
+            raise ConfigError(f"{where}.decay_ratio: only warmup_stable_decay decays at the end of a stage; drop it")
         # a constant rate without warm-up is the optimizer's own (the core's default schedule)
-        schedule = None if kind == "constant" and not ratio and not steps else (kind, ratio, steps)
+        schedule = None if kind == "constant" and not ratio and not steps else LRSchedulerConfig(kind, ratio, steps, decay)
     return EngineSettings(policy, accumulation, max_grad_norm, schedule)
 
 
@@ -173,15 +188,6 @@ def precision_policy(policy: str | None) -> Iterator[None]:
         mixed.set_global_policy(previous)
 
 
-def warmup_steps_of(schedule: tuple[str, float | None, int | None], total_steps: int) -> int:
-    """Warm-up steps as transformers' ``TrainingArguments.get_warmup_steps`` counts them:
-    ``warmup_steps``, else ``ceil(warmup_ratio * total_steps)``."""
-    _kind, ratio, steps = schedule
-    if steps is not None:
-        return int(steps)
-    return math.ceil(total_steps * ratio) if ratio else 0
-
-
 def _schedule_base():
     return _tf.keras().optimizers.schedules.LearningRateSchedule
 
@@ -195,10 +201,12 @@ class TransformersSchedule(_schedule_base()):
       when there is no warm-up);
     - ``linear``: ``lr * max(0, (total - step) / max(1, total - warmup))``;
     - ``cosine``: ``lr * max(0, (1 + cos(pi * progress)) / 2)`` with ``progress = (step -
-      warmup) / max(1, total - warmup)`` (half a cosine period).
+      warmup) / max(1, total - warmup)`` (half a cosine period);
+    - ``warmup_stable_decay``: ``lr`` until the last ``decay`` steps, then ``lr * max(0,
+      (total - step) / max(1, decay))`` (a linear decay to 0).
     """
 
-    def __init__(self, learning_rate: float, kind: str, warmup_steps: int, total_steps: int):
+    def __init__(self, learning_rate: float, kind: str, warmup_steps: int, total_steps: int, decay_steps: int = 0):
         super().__init__()
         tf = _tf.tensorflow()
         self.learning_rate = float(learning_rate)
@@ -206,6 +214,7 @@ class TransformersSchedule(_schedule_base()):
         # variables, not numbers: a traced training step reads the lengths :meth:`resize` sets
         self._warmup = tf.Variable(float(warmup_steps), trainable=False, dtype=tf.float32)
         self._total = tf.Variable(float(total_steps), trainable=False, dtype=tf.float32)
+        self._decay = tf.Variable(float(decay_steps), trainable=False, dtype=tf.float32)
 
     @property
     def warmup_steps(self) -> int:
@@ -215,11 +224,16 @@ class TransformersSchedule(_schedule_base()):
     def total_steps(self) -> int:
         return int(self._total.numpy())
 
-    def resize(self, warmup_steps: int, total_steps: int) -> None:
+    @property
+    def decay_steps(self) -> int:
+        return int(self._decay.numpy())
+
+    def resize(self, warmup_steps: int, total_steps: int, decay_steps: int = 0) -> None:
         """Spread the schedule over ``total_steps`` (a final distillation past the
         configured steps, :func:`autokd.schedule_steps`); the optimizer's step goes on."""
         self._warmup.assign(float(warmup_steps))
         self._total.assign(float(total_steps))
+        self._decay.assign(float(decay_steps))
 
     def __call__(self, step):
         tf = _tf.tensorflow()
@@ -230,6 +244,9 @@ class TransformersSchedule(_schedule_base()):
             after = tf.ones_like(step)
         elif self.kind == "linear":
             after = tf.maximum(0.0, (total - step) / tf.maximum(1.0, total - warmup))
+        elif self.kind == "warmup_stable_decay":
+            decay = tf.identity(self._decay)
+            after = tf.minimum(1.0, tf.maximum(0.0, (total - step) / tf.maximum(1.0, decay)))
         else:
             progress = (step - warmup) / tf.maximum(1.0, total - warmup)
             after = tf.maximum(0.0, 0.5 * (1.0 + tf.cos(math.pi * progress)))
@@ -241,6 +258,7 @@ class TransformersSchedule(_schedule_base()):
             "kind": self.kind,
             "warmup_steps": self.warmup_steps,
             "total_steps": self.total_steps,
+            "decay_steps": self.decay_steps,
         }
 
 
@@ -249,8 +267,10 @@ def scheduled_learning_rate(settings: EngineSettings, learning_rate: float, tota
     itself without a schedule, else a :class:`TransformersSchedule`."""
     if settings.schedule is None:
         return learning_rate
-    kind = settings.schedule[0]
-    return TransformersSchedule(learning_rate, kind, warmup_steps_of(settings.schedule, total_steps), total_steps)
+    schedule = settings.schedule
+    return TransformersSchedule(
+        learning_rate, schedule.type, schedule.warmup(total_steps), total_steps, schedule.decay(total_steps)
+    )
 
 
 def resize_schedule(optimizer: Any, settings: EngineSettings, total_steps: int) -> None:
@@ -260,4 +280,5 @@ def resize_schedule(optimizer: Any, settings: EngineSettings, total_steps: int) 
     inner = getattr(optimizer, "inner_optimizer", optimizer)
     schedule = getattr(inner, "_learning_rate", None)  # tf-keras keeps the schedule it was given there
     if isinstance(schedule, TransformersSchedule):
-        schedule.resize(warmup_steps_of(settings.schedule, total_steps), total_steps)
+        config = settings.schedule
+        schedule.resize(config.warmup(total_steps), total_steps, config.decay(total_steps))

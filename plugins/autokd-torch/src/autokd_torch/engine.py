@@ -153,7 +153,14 @@ class Engine:
         warmup = schedule.warmup(train_steps)
         if schedule.type == "constant":
             return get_scheduler("constant", optimizer)
-        scheduler = get_scheduler(schedule.type, optimizer, num_warmup_steps=warmup, num_training_steps=train_steps)
+        decay = {"num_decay_steps": schedule.decay(train_steps), "decay_type": "linear"}
+        scheduler = get_scheduler(
+            schedule.type,
+            optimizer,
+            num_warmup_steps=warmup,
+            num_training_steps=train_steps,
+            scheduler_specific_kwargs=decay if schedule.type == "warmup_stable_decay" else None,
+        )
         with warnings.catch_warnings():  # stepped ahead of the optimizer on purpose
             warnings.simplefilter("ignore", UserWarning)
             for _ in range(start):
@@ -173,6 +180,7 @@ class Engine:
                 "type": schedule.type,
                 **({"warmup_ratio": schedule.warmup_ratio} if schedule.warmup_ratio is not None else {}),
                 **({"warmup_steps": schedule.warmup_steps} if schedule.warmup_steps is not None else {}),
+                **({"decay_ratio": schedule.decay_ratio} if schedule.decay_ratio is not None else {}),
             },
             # split_batches: the batch is shared out among the processes
             "effective_batch_size": batch_size * self.accumulation,

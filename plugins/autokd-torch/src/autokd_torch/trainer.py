@@ -199,6 +199,12 @@ def _train_config_from_args(args: transformers.TrainingArguments) -> TrainConfig
             f"random (shuffled batches) or group_by_length (batches of similar length)"
         )
     schedule = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+    if schedule == "warmup_stable_decay":  # its decay is in steps of one run; each stage needs a share of its own
+        raise ConfigError(
+            "TrainingArguments.lr_scheduler_type: 'warmup_stable_decay' is set in the autodistillation config for "
+            "autokd's stages: train.lr_scheduler: {type: warmup_stable_decay, decay_ratio: 0.2} (a share of each "
+            "stage's steps); keep TrainingArguments' linear default"
+        )
     if schedule not in LR_SCHEDULER_TYPES:
         raise ConfigError(
             f"TrainingArguments.lr_scheduler_type: {schedule!r} is not supported by autokd's distillation; use one of "
