@@ -52,13 +52,8 @@ def test_four_micro_batches_of_8_make_the_update_of_one_batch_of_32():
         torch.testing.assert_close(after_accumulated[name], after_whole[name], rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    ("schedule", "accumulation", "warmup"),
-    [({"type": "linear", "warmup_ratio": 0.2}, 1, 2), ({"type": "cosine", "warmup_steps": 3}, 2, 3)],
-)
-def test_the_learning_rate_of_every_step_is_get_schedulers(schedule, accumulation, warmup):
-    from transformers import get_scheduler
-
+def rates_of_ten_steps(schedule, accumulation=1):
+    """The learning rate of every step of a 10-step stage trained with ``schedule``."""
     teacher, student = pair()
     run = distiller(
         student,
@@ -71,6 +66,17 @@ def test_the_learning_rate_of_every_step_is_get_schedulers(schedule, accumulatio
         lr_scheduler=schedule,
     )
     run.fit()
+    return run.learning_rates
+
+
+@pytest.mark.parametrize(
+    ("schedule", "accumulation", "warmup"),
+    [({"type": "linear", "warmup_ratio": 0.2}, 1, 2), ({"type": "cosine", "warmup_steps": 3}, 2, 3)],
+)
+def test_the_learning_rate_of_every_step_is_get_schedulers(schedule, accumulation, warmup):
+    from transformers import get_scheduler
+
+    rates = rates_of_ten_steps(schedule, accumulation)
     reference = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
     scheduler = get_scheduler(schedule["type"], reference, num_warmup_steps=warmup, num_training_steps=10)
     expected = []
@@ -79,23 +85,13 @@ def test_the_learning_rate_of_every_step_is_get_schedulers(schedule, accumulatio
         reference.step()
         scheduler.step()
     assert expected[0] == 0.0 and max(expected) == pytest.approx(0.01)
-    assert run.learning_rates == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert rates == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
 def test_warmup_stable_decay_warms_up_holds_then_decays_linearly_to_0():
-    teacher, student = pair()
-    run = distiller(
-        student,
-        teacher,
-        TokenDataset(16),
-        optimizer={"AdamW": {"learning_rate": 0.01}},
-        batch_size=4,
-        train_steps=10,
-        lr_scheduler={"type": "warmup_stable_decay", "warmup_steps": 2, "decay_ratio": 0.3},
-    )
-    run.fit()
+    rates = rates_of_ten_steps({"type": "warmup_stable_decay", "warmup_steps": 2, "decay_ratio": 0.3})
     # 2 warm-up steps, 5 stable, 3 decaying: the last step's rate is a third of the way to 0 from the full one
-    assert run.learning_rates == pytest.approx([0.0, 0.005] + [0.01] * 6 + [0.01 * 2 / 3, 0.01 / 3], rel=1e-9)
+    assert rates == pytest.approx([0.0, 0.005] + [0.01] * 6 + [0.01 * 2 / 3, 0.01 / 3], rel=1e-9)
 
 
 def test_clipping_bounds_the_update():
