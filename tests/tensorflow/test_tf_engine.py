@@ -101,9 +101,18 @@ def test_a_mirrored_strategy_trains_as_without_one(tf):
         ),
         ({"lr_scheduler": {"type": "linear", "warmup_ratio": 1.5}}, r"train.lr_scheduler.warmup_ratio: a share"),
         ({"device": "tpu"}, "train.device: 'tpu' is not a device TensorFlow places work on"),
-        ({"lr_scheduler": {"type": "polynomial"}}, r"use one of \['constant', 'linear', 'cosine', 'warmup_stable_decay'\]"),
-        ({"lr_scheduler": {"type": "warmup_stable_decay"}}, "train.lr_scheduler.decay_ratio: warmup_stable_decay needs"),
-        ({"lr_scheduler": {"type": "linear", "decay_ratio": 0.2}}, "train.lr_scheduler.decay_ratio: only warmup_stable"),
+        (
+            {"lr_scheduler": {"type": "polynomial"}},
+            r"use one of \['constant', 'linear', 'cosine', 'warmup_stable_decay'\]",
+        ),
+        (
+            {"lr_scheduler": {"type": "warmup_stable_decay"}},
+            "train.lr_scheduler.decay_ratio: warmup_stable_decay needs",
+        ),
+        (
+            {"lr_scheduler": {"type": "linear", "decay_ratio": 0.2}},
+            "train.lr_scheduler.decay_ratio: only warmup_stable",
+        ),
         ({"group_by_length": True}, "train.group_by_length: autokd-tensorflow does not group batches by length"),
     ],
 )

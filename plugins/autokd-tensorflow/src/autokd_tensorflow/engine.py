@@ -160,14 +160,18 @@ def engine_settings(train: Any, field: str = "train") -> EngineSettings:
         decay = _field(schedule, "decay_ratio", None)
         if kind == "warmup_stable_decay":
             if decay is None:
-                raise ConfigError(f"{where}.decay_ratio: warmup_stable_decay needs the share of a stage's steps to decay over")
+                raise ConfigError(
+                    f"{where}.decay_ratio: warmup_stable_decay needs the share of a stage's steps to decay over"
+                )
             decay = _number(decay, f"{where}.decay_ratio", float, 0.0, inclusive=False)
             if decay > 1:
                 raise ConfigError(f"{where}.decay_ratio: a share of the stage's steps in (0, 1], got {decay!r}")
         elif decay is not None:
             raise ConfigError(f"{where}.decay_ratio: only warmup_stable_decay decays at the end of a stage; drop it")
         # a constant rate without warm-up is the optimizer's own (the core's default schedule)
-        schedule = None if kind == "constant" and not ratio and not steps else LRSchedulerConfig(kind, ratio, steps, decay)
+        schedule = (
+            None if kind == "constant" and not ratio and not steps else LRSchedulerConfig(kind, ratio, steps, decay)
+        )
     return EngineSettings(policy, accumulation, max_grad_norm, schedule)
 
 
