@@ -87,6 +87,12 @@ def test_training_data_follows_the_augmentation_setting():
         task.set_augmentation(1, 0.5)
         assert len(task.training_data()) == 2 * len(train)
         assert task.token_weights().sum() > weights_alone.sum()
+        # a token's weight is its count in the training data plus the floor
+        ids = torch.cat([ex["input_ids"] for ex in train.examples])
+        the = task.tokenizer().convert_tokens_to_ids("the")
+        unused = task.tokenizer().convert_tokens_to_ids("[unused0]")
+        assert weights_alone[the] == int((ids == the).sum()) + 10.0 > 100
+        assert weights_alone[unused] == 10.0 == task.TOKEN_WEIGHT_FLOOR
         with pytest.raises(ValueError, match="copies must be >= 0"):
             task.set_augmentation(-1)
         with pytest.raises(ValueError, match=r"rate in \[0, 1\]"):
