@@ -32,12 +32,8 @@ def test_the_engine_keys_are_read():
     assert train.lr_scheduler.warmup(25) == 3  # ceil(0.1 * 25)
     assert LRSchedulerConfig("linear", warmup_steps=7).warmup(25) == 7
     wsd = LRSchedulerConfig("warmup_stable_decay", warmup_steps=7, decay_ratio=0.2)
-    assert (wsd.warmup(150), wsd.decay(150), wsd.decay(21), wsd.decay(8)) == (
-        7,
-        30,
-        5,
-        1,
-    )  # at most what follows the warm-up
+    # the decay is ceil(0.2 * steps), at most what follows the warm-up
+    assert (wsd.warmup(150), wsd.decay(150), wsd.decay(21), wsd.decay(8)) == (7, 30, 5, 1)
     assert train.set_fields() == {
         "device",
         "mixed_precision",
